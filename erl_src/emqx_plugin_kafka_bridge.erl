@@ -1,0 +1,124 @@
+%% @doc The bridge's hook callbacks and its public API.
+%%
+%% Every callback hands the hook's raw arguments to the NIF, which routes,
+%% encodes and queues the event without waiting on Kafka, then returns what
+%% EMQX expects unchanged. A bridge never stops a hook chain and never
+%% raises: an exception here would cost a log line per message.
+-module(emqx_plugin_kafka_bridge).
+
+-export([hook/2, unhook/1, callback/1]).
+-export([metrics/0, status/0, metrics_text/0, bridge/0]).
+-export([on_client_connected/3, on_client_disconnected/4,
+         on_session_subscribed/4, on_session_unsubscribed/4,
+         on_message_publish/2, on_message_delivered/3,
+         on_message_acked/3, on_message_dropped/4]).
+
+%% emqx_hooks.hrl's HP_BRIDGE: after auth and the rule engine.
+-define(HP_BRIDGE, 870).
+-define(BRIDGE_KEY, {?MODULE, bridge}).
+
+%%--------------------------------------------------------------------
+%% Hook registration
+%%--------------------------------------------------------------------
+
+callback('client.connected') -> on_client_connected;
+callback('client.disconnected') -> on_client_disconnected;
+callback('session.subscribed') -> on_session_subscribed;
+callback('session.unsubscribed') -> on_session_unsubscribed;
+callback('message.publish') -> on_message_publish;
+callback('message.delivered') -> on_message_delivered;
+callback('message.acked') -> on_message_acked;
+callback('message.dropped') -> on_message_dropped.
+
+%% @doc Registers the callbacks for `HookPoints', with the bridge handle as
+%% ExtraArgs, and makes `Bridge' the one metrics/0 and status/0 report on.
+hook(HookPoints, Bridge) ->
+    persistent_term:put(?BRIDGE_KEY, Bridge),
+    lists:foreach(
+        fun(HookPoint) ->
+            Action = {?MODULE, callback(HookPoint), [Bridge]},
+            case emqx_hooks:add(HookPoint, Action, ?HP_BRIDGE) of
+                ok -> ok;
+                {error, already_exists} -> emqx_hooks:put(HookPoint, Action, ?HP_BRIDGE)
+            end
+        end,
+        HookPoints).
+
+unhook(HookPoints) ->
+    lists:foreach(fun(HookPoint) -> emqx_hooks:del(HookPoint, {?MODULE, callback(HookPoint)}) end,
+                  HookPoints).
+
+%%--------------------------------------------------------------------
+%% Callbacks
+%%--------------------------------------------------------------------
+
+on_client_connected(ClientInfo, ConnInfo, Bridge) ->
+    _ = emit(Bridge, 'client.connected', ClientInfo, ConnInfo, undefined),
+    ok.
+
+on_client_disconnected(ClientInfo, Reason, ConnInfo, Bridge) ->
+    _ = emit(Bridge, 'client.disconnected', ClientInfo, Reason, ConnInfo),
+    ok.
+
+on_session_subscribed(ClientInfo, Topic, SubOpts, Bridge) ->
+    _ = emit(Bridge, 'session.subscribed', ClientInfo, Topic, SubOpts),
+    ok.
+
+on_session_unsubscribed(ClientInfo, Topic, SubOpts, Bridge) ->
+    _ = emit(Bridge, 'session.unsubscribed', ClientInfo, Topic, SubOpts),
+    ok.
+
+on_message_publish(Message, Bridge) ->
+    _ = emit(Bridge, 'message.publish', Message, undefined, undefined),
+    {ok, Message}.
+
+on_message_delivered(ClientInfo, Message, Bridge) ->
+    _ = emit(Bridge, 'message.delivered', ClientInfo, Message, undefined),
+    {ok, Message}.
+
+on_message_acked(ClientInfo, Message, Bridge) ->
+    _ = emit(Bridge, 'message.acked', ClientInfo, Message, undefined),
+    ok.
+
+on_message_dropped(Message, Info, Reason, Bridge) ->
+    _ = emit(Bridge, 'message.dropped', Message, Info, Reason),
+    ok.
+
+%% Large payloads come back as `dirty' and are encoded on a dirty scheduler.
+emit(Bridge, HookPoint, A1, A2, A3) ->
+    try emqx_plugin_kafka_bridge_nif:emit(Bridge, HookPoint, A1, A2, A3) of
+        dirty -> emqx_plugin_kafka_bridge_nif:emit_dirty(Bridge, HookPoint, A1, A2, A3);
+        Result -> Result
+    catch
+        _:Reason -> {error, Reason}
+    end.
+
+%%--------------------------------------------------------------------
+%% API
+%%--------------------------------------------------------------------
+
+%% @doc The handle of the running (or last stopped) bridge, or undefined.
+bridge() ->
+    persistent_term:get(?BRIDGE_KEY, undefined).
+
+%% @doc Counters of the current bridge (of the last one after a stop):
+%% received, filtered_out, enqueued, dropped, dropped_queue_full,
+%% dropped_on_stop, dropped_invalid, delivered, failed, retried, requeued,
+%% queue_len, queue_bytes, inflight, delivery_latency_ms => #{p50, p99},
+%% topics => #{KafkaTopic => #{delivered, failed}}. `#{}' before any start.
+metrics() ->
+    case bridge() of
+        undefined -> #{};
+        Bridge -> emqx_plugin_kafka_bridge_nif:metrics(Bridge)
+    end.
+
+%% @doc `#{state => connected | connecting | disconnected, last_error, ...}'.
+status() ->
+    case bridge() of
+        undefined -> #{state => stopped, running => false};
+        Bridge -> emqx_plugin_kafka_bridge_nif:status(Bridge)
+    end.
+
+%% @doc The metrics in Prometheus text exposition format.
+metrics_text() ->
+    emqx_plugin_kafka_bridge_prometheus:render(metrics(), status()).

@@ -1,0 +1,72 @@
+%% @doc Where the configuration comes from.
+%%
+%% 1. The file named by $EMQX_KAFKA_BRIDGE_CONFIG, if set (HOCON when EMQX's
+%%    hocon app is present, else an Erlang term file holding one map): for
+%%    EMQX before 5.7, where plugins read their own file.
+%% 2. Inside EMQX 5.7+, emqx_plugins:get_config(NameVsn).
+%% 3. Outside EMQX (tests, benchmarks, embedding), the application env
+%%    `config'.
+%% All three give a map with binary keys, as config.hocon has them.
+-module(emqx_plugin_kafka_bridge_config).
+
+-export([read/0, name_vsn/0]).
+
+-define(APP, emqx_plugin_kafka_bridge).
+-define(ENV_VAR, "EMQX_KAFKA_BRIDGE_CONFIG").
+
+-spec read() -> {ok, map()} | {error, term()}.
+read() ->
+    case os:getenv(?ENV_VAR) of
+        Path when is_list(Path), Path =/= "" -> read_file(Path);
+        _ -> from_emqx_or_env()
+    end.
+
+name_vsn() ->
+    {ok, Vsn} = application:get_key(?APP, vsn),
+    iolist_to_binary([atom_to_list(?APP), "-", Vsn]).
+
+from_emqx_or_env() ->
+    case emqx_plugins_available() of
+        true ->
+            case catch emqx_plugins:get_config(name_vsn()) of
+                Map when is_map(Map), map_size(Map) > 0 -> {ok, Map};
+                _ -> from_env()
+            end;
+        false ->
+            from_env()
+    end.
+
+emqx_plugins_available() ->
+    code:ensure_loaded(emqx_plugins) =:= {module, emqx_plugins}
+        andalso erlang:function_exported(emqx_plugins, get_config, 1).
+
+from_env() ->
+    case application:get_env(?APP, config) of
+        {ok, Map} when is_map(Map) -> {ok, Map};
+        {ok, Other} -> {error, {config, {not_a_map, Other}}};
+        undefined -> {ok, #{}}
+    end.
+
+read_file(Path) ->
+    case filename:extension(Path) of
+        Ext when Ext =:= ".hocon"; Ext =:= ".conf" -> read_hocon(Path);
+        _ -> read_terms(Path)
+    end.
+
+read_hocon(Path) ->
+    case code:ensure_loaded(hocon) of
+        {module, hocon} ->
+            case hocon:load(Path) of
+                {ok, Map} -> {ok, Map};
+                {error, Reason} -> {error, {config_file, Path, Reason}}
+            end;
+        _ ->
+            {error, {config_file, Path, <<"HOCON files need EMQX's hocon app; use an Erlang term file">>}}
+    end.
+
+read_terms(Path) ->
+    case file:consult(Path) of
+        {ok, [Map]} when is_map(Map) -> {ok, Map};
+        {ok, _} -> {error, {config_file, Path, <<"expected exactly one map">>}};
+        {error, Reason} -> {error, {config_file, Path, Reason}}
+    end.

@@ -1,0 +1,69 @@
+%% @doc Owns the running bridge: starts it, registers its hooks, applies
+%% config changes, relays the NIF's log lines to logger, and on stop removes
+%% the hooks before flushing and joining the producer.
+-module(emqx_plugin_kafka_bridge_server).
+
+-behaviour(gen_server).
+
+-export([start_link/0, reconfigure/1, running/0]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(APP, emqx_plugin_kafka_bridge).
+
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+running() ->
+    whereis(?MODULE) =/= undefined.
+
+%% @doc Applies a new configuration to the running bridge.
+reconfigure(Config) ->
+    gen_server:call(?MODULE, {reconfigure, Config}, infinity).
+
+init([]) ->
+    %% terminate/2 must run on shutdown: it flushes the queue to Kafka.
+    process_flag(trap_exit, true),
+    {ok, Config} = application:get_env(?APP, active_config),
+    case emqx_plugin_kafka_bridge_nif:start(Config, node(), self()) of
+        {ok, Bridge, HookPoints} ->
+            emqx_plugin_kafka_bridge:hook(HookPoints, Bridge),
+            logger:info("emqx_plugin_kafka_bridge: started, hooks ~p", [HookPoints]),
+            {ok, #{bridge => Bridge, hooks => HookPoints}};
+        {error, Reason} ->
+            {stop, Reason}
+    end.
+
+handle_call({reconfigure, Config}, _From, State = #{bridge := Bridge, hooks := Old}) ->
+    case emqx_plugin_kafka_bridge_nif:reconfigure(Bridge, Config) of
+        {ok, New} ->
+            %% Add the new hooks first, so no event in between is missed.
+            emqx_plugin_kafka_bridge:hook(New -- Old, Bridge),
+            emqx_plugin_kafka_bridge:unhook(Old -- New),
+            application:set_env(?APP, active_config, Config),
+            {reply, ok, State#{hooks := New}};
+        {error, Reason} ->
+            {reply, {error, Reason}, State}
+    end;
+handle_call(_Request, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+handle_info({emqx_plugin_kafka_bridge_log, Level, Text}, State) ->
+    logger:log(Level, "emqx_plugin_kafka_bridge: ~ts", [Text]),
+    {noreply, State};
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
+    emqx_plugin_kafka_bridge:unhook(HookPoints),
+    case emqx_plugin_kafka_bridge_nif:stop(Bridge) of
+        {ok, 0} ->
+            logger:info("emqx_plugin_kafka_bridge: stopped, every event delivered");
+        {ok, Dropped} ->
+            logger:warning("emqx_plugin_kafka_bridge: stopped with ~b events undelivered "
+                           "after buffer.flush_timeout (counted as dropped_on_stop)", [Dropped]);
+        {error, Reason} ->
+            logger:error("emqx_plugin_kafka_bridge: stop failed: ~p", [Reason])
+    end.

@@ -1,0 +1,163 @@
+//! One running bridge: routing, queue, producer and metrics, with the
+//! life-cycle operations the Erlang side calls.
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::encode::{encode, EncodeOptions};
+use crate::event::Event;
+use crate::log::Logger;
+use crate::metrics::inc;
+use crate::producer::{ProducerHandle, Shared};
+use crate::queue::{Pushed, Queue, Record};
+use crate::routing::Routing;
+
+pub struct Bridge {
+    pub shared: Arc<Shared>,
+    routing: ArcSwap<Routing>,
+    node: String,
+    control: Mutex<Control>,
+    accepting: AtomicBool,
+}
+
+/// What only the life-cycle calls touch.
+struct Control {
+    config: Config,
+    producer: Option<ProducerHandle>,
+}
+
+/// What `emit` did with an event.
+pub enum Emitted {
+    Enqueued,
+    FilteredOut,
+    Dropped,
+}
+
+impl Bridge {
+    pub fn start(config: Config, node: String, logger: Logger) -> Result<Bridge, String> {
+        let routing = Routing::compile(&config)?;
+        let buffer = &config.buffer;
+        let queue = Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow);
+        let shared = Arc::new(Shared::new(queue, logger));
+        let producer = ProducerHandle::start(shared.clone(), &config.kafka, topics_to_create(&config, &routing))?;
+        Ok(Bridge {
+            shared,
+            routing: ArcSwap::from_pointee(routing),
+            node,
+            control: Mutex::new(Control { config, producer: Some(producer) }),
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    pub fn routing(&self) -> arc_swap::Guard<Arc<Routing>> {
+        self.routing.load()
+    }
+
+    /// The hot path: route, encode, try-push. Never blocks.
+    pub fn emit(&self, event: &Event) -> Result<Emitted, String> {
+        let metrics = &self.shared.metrics;
+        inc(&metrics.received);
+        if !self.accepting.load(std::sync::atomic::Ordering::Relaxed) {
+            inc(&metrics.dropped_on_stop);
+            return Ok(Emitted::Dropped);
+        }
+        let routing = self.routing.load();
+        let Some(target) = routing.target(event) else {
+            inc(&metrics.filtered_out);
+            return Ok(Emitted::FilteredOut);
+        };
+        let key = target.key.as_deref().map(str::as_bytes);
+        let payload_hint = event.message.as_ref().map_or(0, |m| m.payload.len() * 4 / 3);
+        let mut buf = Vec::with_capacity(key.map_or(0, <[u8]>::len) + payload_hint + 384);
+        if let Some(key) = key {
+            buf.extend_from_slice(key);
+        }
+        let options = EncodeOptions {
+            format: routing.format,
+            payload_encoding: routing.payload_encoding,
+            user_properties_headers: routing.user_properties_headers,
+            node: &self.node,
+        };
+        let headers = encode(event, &options, &mut buf).map_err(|e| {
+            inc(&metrics.dropped_invalid);
+            e
+        })?;
+        let record = Record {
+            topic: target.topic,
+            buf,
+            key_len: key.map(<[u8]>::len),
+            headers,
+            enqueued_at: std::time::Instant::now(),
+        };
+        Ok(match self.shared.queue.push(record, metrics) {
+            Pushed::Ok => Emitted::Enqueued,
+            Pushed::Dropped => Emitted::Dropped,
+        })
+    }
+
+    /// Applies a new configuration live. Routing changes swap atomically;
+    /// a Kafka change starts a new producer and retires the old one.
+    pub fn reconfigure(&self, config: Config) -> Result<(), String> {
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        let old = &control.config;
+        if config.buffer.max_messages != old.buffer.max_messages
+            || config.buffer.max_bytes != old.buffer.max_bytes
+            || config.buffer.overflow != old.buffer.overflow
+        {
+            return Err("buffer.max_messages, buffer.max_bytes and buffer.overflow apply at start: \
+                        stop the plugin, change them, start it again"
+                .into());
+        }
+        let routing = Routing::compile(&config)?;
+        if config.kafka != old.kafka {
+            let topics = topics_to_create(&config, &routing);
+            let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, topics)?;
+            self.routing.store(Arc::new(routing));
+            if let Some(old_producer) = control.producer.replace(new_producer) {
+                old_producer.retire(Duration::from_millis(config.buffer.flush_timeout_ms));
+            }
+        } else {
+            self.routing.store(Arc::new(routing));
+        }
+        control.config = config;
+        Ok(())
+    }
+
+    /// Stops accepting, flushes within `buffer.flush_timeout`, joins the
+    /// producer thread. Returns how many events were dropped on stop.
+    pub fn stop(&self) -> u64 {
+        self.accepting.store(false, SeqCst);
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(producer) = control.producer.take() {
+            producer.stop(Duration::from_millis(control.config.buffer.flush_timeout_ms));
+        }
+        self.shared.metrics.dropped_on_stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.accepting.load(SeqCst)
+    }
+}
+
+impl Drop for Bridge {
+    /// A bridge the VM garbage-collects without a stop still joins its thread.
+    fn drop(&mut self) {
+        let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(producer) = control.producer.take() {
+            producer.stop(Duration::ZERO);
+        }
+    }
+}
+
+/// The fixed topic names to create, when `kafka.create_topics` is on.
+fn topics_to_create(config: &Config, routing: &Routing) -> Vec<String> {
+    if config.kafka.create_topics {
+        routing.fixed_topics()
+    } else {
+        Vec::new()
+    }
+}

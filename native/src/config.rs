@@ -1,0 +1,441 @@
+//! The bridge's configuration: parsed and validated from the map that
+//! `emqx_plugins:get_config/1` (or the application env) provides.
+//!
+//! Every error names the offending key with its dotted path, e.g.
+//! `buffer.overflow: expected one of drop_new, drop_oldest, got "drop_all"`.
+
+use serde_json::{Map, Value};
+
+use crate::event::EventKind;
+use crate::topic_filter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Emqx,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadEncoding {
+    Auto,
+    Base64,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    DropNew,
+    DropOldest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// librdkafka properties, our defaults first, the operator's overrides after.
+    pub properties: Vec<(String, String)>,
+    pub create_topics: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventConfig {
+    pub enable: bool,
+    pub topic: String,
+    pub key: String,
+    pub filters: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub filter: String,
+    pub topic: Option<String>,
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferConfig {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+    pub overflow: Overflow,
+    pub flush_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub events: Vec<(EventKind, EventConfig)>,
+    pub format: Format,
+    pub payload_encoding: PayloadEncoding,
+    pub user_properties_headers: bool,
+    pub routes: Vec<RouteConfig>,
+    pub buffer: BufferConfig,
+}
+
+/// librdkafka settings that make delivery reliable; each can be overridden
+/// through `kafka.properties`.
+pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
+    ("acks", "all"),
+    ("message.timeout.ms", "0"),
+    ("linger.ms", "5"),
+    ("compression.type", "lz4"),
+    ("partitioner", "murmur2_random"),
+    ("enable.idempotence", "false"),
+];
+
+/// Properties whose values must never reach a log line, an error or status().
+pub fn is_secret(property: &str) -> bool {
+    let p = property.to_ascii_lowercase();
+    p.contains("password") || p.contains("secret") || p.ends_with(".key.pem") || p == "ssl.key.pem"
+        || p.contains("sasl.oauthbearer.config")
+}
+
+pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
+pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
+pub const DEFAULT_FLUSH_TIMEOUT_MS: u64 = 10_000;
+
+fn default_event(kind: EventKind) -> EventConfig {
+    use EventKind::*;
+    let (enable, topic) = match kind {
+        MessagePublish => (true, "emqx_messages"),
+        ClientConnected | ClientDisconnected => (true, "emqx_client_events"),
+        SessionSubscribed | SessionUnsubscribed => (true, "emqx_session_events"),
+        MessageDelivered | MessageAcked | MessageDropped => (false, "emqx_message_events"),
+    };
+    EventConfig { enable, topic: topic.into(), key: "clientid".into(), filters: vec!["#".into()] }
+}
+
+/// Reads one level of the config, remembering its path for error messages and
+/// rejecting keys nobody asked for (a typo must not pass silently).
+struct Section<'a> {
+    path: String,
+    map: &'a Map<String, Value>,
+    seen: Vec<&'static str>,
+}
+
+impl<'a> Section<'a> {
+    fn new(path: &str, value: Option<&'a Value>) -> Result<Section<'a>, String> {
+        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+        let map = match value {
+            None | Some(Value::Null) => EMPTY.get_or_init(Map::new),
+            Some(Value::Object(map)) => map,
+            Some(other) => return Err(format!("{}: expected a map, got {}", display_path(path), other)),
+        };
+        Ok(Section { path: path.to_string(), map, seen: Vec::new() })
+    }
+
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{}", self.path, key)
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.seen.push(key);
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    fn section(&mut self, key: &'static str) -> Result<Section<'a>, String> {
+        let value = self.get(key);
+        Section::new(&self.key_path(key), value)
+    }
+
+    fn bool(&mut self, key: &'static str, default: bool) -> Result<bool, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+            Some(other) => Err(format!("{}: expected true or false, got {}", self.key_path(key), other)),
+        }
+    }
+
+    fn string(&mut self, key: &'static str, default: Option<&str>) -> Result<String, String> {
+        match (self.get(key), default) {
+            (Some(Value::String(s)), _) if !s.is_empty() => Ok(s.clone()),
+            (Some(other), _) => Err(format!("{}: expected a non-empty string, got {}", self.key_path(key), other)),
+            (None, Some(default)) => Ok(default.to_string()),
+            (None, None) => Err(format!("{}: is required", self.key_path(key))),
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, key: &'static str, options: &[(&str, T)], default: T) -> Result<T, String> {
+        let Some(value) = self.get(key) else { return Ok(default) };
+        let found = value.as_str().and_then(|s| options.iter().find(|(name, _)| *name == s));
+        found.map(|(_, v)| *v).ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            format!("{}: expected one of {}, got {}", self.key_path(key), names.join(", "), value)
+        })
+    }
+
+    /// An integer, or a string with a unit suffix from `units` ("256MB", "10s").
+    fn quantity(&mut self, key: &'static str, units: &[(&str, u64)], min: u64, default: u64) -> Result<u64, String> {
+        let Some(value) = self.get(key) else { return Ok(default) };
+        let parsed = match value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => parse_with_unit(s, units),
+            _ => None,
+        };
+        match parsed {
+            Some(n) if n >= min => Ok(n),
+            _ => Err(format!("{}: expected an integer >= {min}{}, got {}", self.key_path(key), unit_hint(units), value)),
+        }
+    }
+
+    fn string_list(&mut self, key: &'static str, default: &[&str]) -> Result<Vec<String>, String> {
+        match self.get(key) {
+            None => Ok(default.iter().map(|s| s.to_string()).collect()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(format!("{}: expected a list of strings, got {}", self.key_path(key), other)),
+                })
+                .collect(),
+            Some(other) => Err(format!("{}: expected a list of strings, got {}", self.key_path(key), other)),
+        }
+    }
+
+    /// Fails on any key that was never read.
+    fn finish(self) -> Result<(), String> {
+        for key in self.map.keys() {
+            if !self.seen.contains(&key.as_str()) {
+                let known = self.seen.join(", ");
+                return Err(format!("{}: unknown key (known keys: {known})", self.key_path(key)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() {
+        "config"
+    } else {
+        path
+    }
+}
+
+const BYTE_UNITS: &[(&str, u64)] = &[("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)];
+const TIME_UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1000), ("m", 60_000)];
+const NO_UNITS: &[(&str, u64)] = &[];
+
+fn parse_with_unit(s: &str, units: &[(&str, u64)]) -> Option<u64> {
+    let s = s.trim();
+    for (suffix, factor) in units {
+        if let Some(number) = s.strip_suffix(suffix).or_else(|| s.strip_suffix(&suffix.to_lowercase())) {
+            return number.trim().parse::<u64>().ok()?.checked_mul(*factor);
+        }
+    }
+    s.parse().ok()
+}
+
+fn unit_hint(units: &[(&str, u64)]) -> String {
+    if units.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = units.iter().map(|(n, _)| *n).collect();
+        format!(" (optionally with a unit: {})", names.join(", "))
+    }
+}
+
+/// Parses and validates the whole configuration.
+pub fn parse(value: &Value) -> Result<Config, String> {
+    let mut root = Section::new("", Some(value))?;
+
+    let mut kafka_section = root.section("kafka")?;
+    let bootstrap_servers = kafka_section.string("bootstrap_servers", None)?;
+    let mut properties: Vec<(String, String)> =
+        DEFAULT_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let overrides = kafka_section.section("properties")?;
+    for (key, value) in overrides.map {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(format!("kafka.properties.{key}: expected a string, number or boolean, got {}", kind_of(other)))
+            }
+        };
+        if key == "bootstrap.servers" {
+            return Err("kafka.properties.bootstrap.servers: set kafka.bootstrap_servers instead".into());
+        }
+        properties.retain(|(k, _)| k != key);
+        properties.push((key.clone(), value));
+    }
+    let create_topics = kafka_section.bool("create_topics", false)?;
+    let partitions = kafka_section.quantity("partitions", NO_UNITS, 1, 3)? as i32;
+    let replication_factor = kafka_section.quantity("replication_factor", NO_UNITS, 1, 1)? as i32;
+    kafka_section.finish()?;
+
+    let mut events_section = root.section("events")?;
+    let mut events = Vec::new();
+    for kind in EventKind::ALL {
+        let defaults = default_event(kind);
+        let mut section = events_section.section(kind.config_name())?;
+        let enable = section.bool("enable", defaults.enable)?;
+        let topic = section.string("topic", Some(&defaults.topic))?;
+        crate::routing::check_topic_template(&topic).map_err(|e| format!("{}: {e}", section.key_path("topic")))?;
+        let key = section.string("key", Some(&defaults.key))?;
+        crate::routing::check_key(&key).map_err(|e| format!("{}: {e}", section.key_path("key")))?;
+        let filters = if kind.has_message() {
+            let filters = section.string_list("filters", &["#"])?;
+            for filter in &filters {
+                topic_filter::validate(filter)
+                    .map_err(|e| format!("{}: invalid filter {filter:?}: {e}", section.key_path("filters")))?;
+            }
+            filters
+        } else {
+            defaults.filters
+        };
+        section.finish()?;
+        events.push((kind, EventConfig { enable, topic, key, filters }));
+    }
+    events_section.finish()?;
+
+    let format = root.choice("format", &[("emqx", Format::Emqx), ("legacy", Format::Legacy)], Format::Emqx)?;
+    let payload_encoding = root.choice(
+        "payload_encoding",
+        &[("auto", PayloadEncoding::Auto), ("base64", PayloadEncoding::Base64), ("raw", PayloadEncoding::Raw)],
+        PayloadEncoding::Auto,
+    )?;
+    let mut headers_section = root.section("headers")?;
+    let user_properties_headers = headers_section.bool("user_properties", false)?;
+    headers_section.finish()?;
+
+    let routes = parse_routes(root.get("routes"))?;
+
+    let mut buffer_section = root.section("buffer")?;
+    let max_messages = buffer_section.quantity("max_messages", NO_UNITS, 1, DEFAULT_MAX_MESSAGES as u64)? as usize;
+    let max_bytes = buffer_section.quantity("max_bytes", BYTE_UNITS, 1024, DEFAULT_MAX_BYTES as u64)? as usize;
+    let overflow = buffer_section.choice(
+        "overflow",
+        &[("drop_new", Overflow::DropNew), ("drop_oldest", Overflow::DropOldest)],
+        Overflow::DropNew,
+    )?;
+    let flush_timeout_ms = buffer_section.quantity("flush_timeout", TIME_UNITS, 0, DEFAULT_FLUSH_TIMEOUT_MS)?;
+    buffer_section.finish()?;
+    root.finish()?;
+
+    Ok(Config {
+        kafka: KafkaConfig { bootstrap_servers, properties, create_topics, partitions, replication_factor },
+        events,
+        format,
+        payload_encoding,
+        user_properties_headers,
+        routes,
+        buffer: BufferConfig { max_messages, max_bytes, overflow, flush_timeout_ms },
+    })
+}
+
+fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
+    let items = match value {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("routes: expected a list of routes, got {other}")),
+    };
+    let mut routes = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("routes[{}]", i + 1);
+        let mut section = Section::new(&path, Some(item))?;
+        let filter = section.string("filter", None)?;
+        topic_filter::validate(&filter).map_err(|e| format!("{path}.filter: invalid filter {filter:?}: {e}"))?;
+        let topic = match section.get("topic") {
+            None => None,
+            Some(_) => Some(section.string("topic", None)?),
+        };
+        if let Some(topic) = &topic {
+            crate::routing::check_topic_template(topic).map_err(|e| format!("{path}.topic: {e}"))?;
+        }
+        let key = match section.get("key") {
+            None => None,
+            Some(_) => Some(section.string("key", None)?),
+        };
+        if let Some(key) = &key {
+            crate::routing::check_key(key).map_err(|e| format!("{path}.key: {e}"))?;
+        }
+        section.finish()?;
+        routes.push(RouteConfig { filter, topic, key });
+    }
+    Ok(routes)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> Value {
+        json!({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}})
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = parse(&minimal()).unwrap();
+        assert_eq!(config.buffer.max_messages, 100_000);
+        assert_eq!(config.buffer.max_bytes, 256 << 20);
+        assert_eq!(config.buffer.flush_timeout_ms, 10_000);
+        assert_eq!(config.format, Format::Emqx);
+        let publish = &config.events.iter().find(|(k, _)| *k == EventKind::MessagePublish).unwrap().1;
+        assert!(publish.enable);
+        assert_eq!(publish.topic, "emqx_messages");
+        let acked = &config.events.iter().find(|(k, _)| *k == EventKind::MessageAcked).unwrap().1;
+        assert!(!acked.enable);
+        assert!(config.kafka.properties.contains(&("acks".into(), "all".into())));
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_units_parse() {
+        let config = parse(&json!({
+            "kafka": {"bootstrap_servers": "k:1", "properties": {"acks": "1", "batch.size": 1000}},
+            "buffer": {"max_bytes": "16MB", "flush_timeout": "2s", "overflow": "drop_oldest"}
+        }))
+        .unwrap();
+        let acks: Vec<_> = config.kafka.properties.iter().filter(|(k, _)| k == "acks").collect();
+        assert_eq!(acks, vec![&("acks".to_string(), "1".to_string())]);
+        assert!(config.kafka.properties.contains(&("batch.size".into(), "1000".into())));
+        assert_eq!(config.buffer.max_bytes, 16 << 20);
+        assert_eq!(config.buffer.flush_timeout_ms, 2000);
+        assert_eq!(config.buffer.overflow, Overflow::DropOldest);
+    }
+
+    fn error_of(value: Value) -> String {
+        parse(&value).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(error_of(json!({})).starts_with("kafka.bootstrap_servers: is required"));
+        assert!(error_of(json!({"kafka": {"bootstrap_servers": 5}})).starts_with("kafka.bootstrap_servers:"));
+        let mut v = minimal();
+        v["buffer"] = json!({"overflow": "drop_all"});
+        assert!(error_of(v).contains("buffer.overflow: expected one of drop_new, drop_oldest, got \"drop_all\""));
+        let mut v = minimal();
+        v["events"] = json!({"message_publsh": {"enable": true}});
+        assert!(error_of(v).starts_with("events.message_publsh: unknown key"));
+        let mut v = minimal();
+        v["events"] = json!({"message_publish": {"filters": ["a/#/b"]}});
+        assert!(error_of(v).starts_with("events.message_publish.filters: invalid filter \"a/#/b\""));
+        let mut v = minimal();
+        v["format"] = json!("xml");
+        assert!(error_of(v).starts_with("format: expected one of emqx, legacy"));
+        let mut v = minimal();
+        v["routes"] = json!([{"filter": "a/+", "topic": "t_${nope}"}]);
+        assert!(error_of(v).starts_with("routes[1].topic: unknown placeholder ${nope}"));
+        let mut v = minimal();
+        v["buffer"] = json!({"max_messages": 0});
+        assert!(error_of(v).starts_with("buffer.max_messages: expected an integer >= 1"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The eight EMQX hook points and the decoding of their raw arguments.
+//!
+//! Decoding only checks shapes and borrows; the encoder reads the fields it
+//! needs straight from the terms.
+
+use rustler::{Binary, Term};
+
+use crate::terms::{self, tuple_elements};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    ClientConnected,
+    ClientDisconnected,
+    SessionSubscribed,
+    SessionUnsubscribed,
+    MessagePublish,
+    MessageDelivered,
+    MessageAcked,
+    MessageDropped,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::ClientConnected,
+        EventKind::ClientDisconnected,
+        EventKind::SessionSubscribed,
+        EventKind::SessionUnsubscribed,
+        EventKind::MessagePublish,
+        EventKind::MessageDelivered,
+        EventKind::MessageAcked,
+        EventKind::MessageDropped,
+    ];
+
+    /// The hook point, which is also the `event` field of the JSON.
+    pub fn hook_point(self) -> &'static str {
+        match self {
+            EventKind::ClientConnected => "client.connected",
+            EventKind::ClientDisconnected => "client.disconnected",
+            EventKind::SessionSubscribed => "session.subscribed",
+            EventKind::SessionUnsubscribed => "session.unsubscribed",
+            EventKind::MessagePublish => "message.publish",
+            EventKind::MessageDelivered => "message.delivered",
+            EventKind::MessageAcked => "message.acked",
+            EventKind::MessageDropped => "message.dropped",
+        }
+    }
+
+    /// The key under `events` in the config.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            EventKind::ClientConnected => "client_connected",
+            EventKind::ClientDisconnected => "client_disconnected",
+            EventKind::SessionSubscribed => "session_subscribed",
+            EventKind::SessionUnsubscribed => "session_unsubscribed",
+            EventKind::MessagePublish => "message_publish",
+            EventKind::MessageDelivered => "message_delivered",
+            EventKind::MessageAcked => "message_acked",
+            EventKind::MessageDropped => "message_dropped",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn has_message(self) -> bool {
+        matches!(
+            self,
+            EventKind::MessagePublish | EventKind::MessageDelivered | EventKind::MessageAcked | EventKind::MessageDropped
+        )
+    }
+}
+
+/// The `#message{}` record, decoded by position.
+pub struct Message<'a> {
+    pub id: &'a [u8],
+    pub qos: Term<'a>,
+    pub from: Term<'a>,
+    pub flags: Term<'a>,
+    pub headers: Term<'a>,
+    pub topic: &'a str,
+    pub payload: Binary<'a>,
+    pub timestamp: Term<'a>,
+}
+
+rustler::atoms! {
+    message,
+}
+
+impl<'a> Message<'a> {
+    pub fn decode(term: Term<'a>) -> Result<Message<'a>, &'static str> {
+        let [tag, id, qos, from, flags, headers, topic, payload, timestamp, _extra] =
+            tuple_elements::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
+        if tag != message().to_term(term.get_env()) {
+            return Err("not a #message{} record (tag)");
+        }
+        let topic = terms::binary(topic).ok_or("message topic is not a binary")?;
+        let topic = std::str::from_utf8(topic).map_err(|_| "message topic is not UTF-8")?;
+        Ok(Message {
+            id: terms::binary(id).unwrap_or_default(),
+            qos,
+            from,
+            flags,
+            headers,
+            topic,
+            payload: terms::iodata(payload).ok_or("message payload is not iodata")?,
+            timestamp,
+        })
+    }
+
+    /// The payload size without flattening an iolist, for choosing a scheduler.
+    pub fn payload_is_binary_of(term: Term<'a>) -> Option<usize> {
+        let elements = tuple_elements::<10>(term)?;
+        terms::binary(elements[7]).map(<[u8]>::len)
+    }
+}
+
+/// One hook invocation's arguments, checked for shape.
+pub struct Event<'a> {
+    pub kind: EventKind,
+    /// ClientInfo of the client the event is about (receiver for delivered/acked).
+    pub client_info: Option<Term<'a>>,
+    pub conn_info: Option<Term<'a>>,
+    pub message: Option<Message<'a>>,
+    /// The subscription's topic filter for session events.
+    pub sub_topic: Option<&'a str>,
+    pub sub_opts: Option<Term<'a>>,
+    pub reason: Option<Term<'a>>,
+}
+
+impl<'a> Event<'a> {
+    /// Decodes the hook's own arguments (ExtraArgs already removed).
+    pub fn decode(kind: EventKind, args: &[Term<'a>]) -> Result<Event<'a>, &'static str> {
+        let mut event =
+            Event { kind, client_info: None, conn_info: None, message: None, sub_topic: None, sub_opts: None, reason: None };
+        let map = |t: Term<'a>, what| if t.is_map() { Ok(t) } else { Err(what) };
+        match (kind, args) {
+            (EventKind::ClientConnected, [ci, conn, ..]) => {
+                event.client_info = Some(map(*ci, "ClientInfo is not a map")?);
+                event.conn_info = Some(map(*conn, "ConnInfo is not a map")?);
+            }
+            (EventKind::ClientDisconnected, [ci, reason, conn]) => {
+                event.client_info = Some(map(*ci, "ClientInfo is not a map")?);
+                event.reason = Some(*reason);
+                event.conn_info = Some(map(*conn, "ConnInfo is not a map")?);
+            }
+            (EventKind::SessionSubscribed | EventKind::SessionUnsubscribed, [ci, topic, opts]) => {
+                event.client_info = Some(map(*ci, "ClientInfo is not a map")?);
+                let topic = terms::binary(*topic).ok_or("subscription topic is not a binary")?;
+                event.sub_topic = Some(std::str::from_utf8(topic).map_err(|_| "subscription topic is not UTF-8")?);
+                event.sub_opts = Some(*opts);
+            }
+            (EventKind::MessagePublish, [msg, ..]) => event.message = Some(Message::decode(*msg)?),
+            (EventKind::MessageDelivered | EventKind::MessageAcked, [ci, msg, ..]) => {
+                event.client_info = Some(map(*ci, "ClientInfo is not a map")?);
+                event.message = Some(Message::decode(*msg)?);
+            }
+            (EventKind::MessageDropped, [msg, _info, reason]) => {
+                event.message = Some(Message::decode(*msg)?);
+                event.reason = Some(*reason);
+            }
+            _ => return Err("wrong number of hook arguments"),
+        }
+        Ok(event)
+    }
+
+    /// The MQTT topic used for filters and routes: the message's topic, or
+    /// the subscription's filter for session events.
+    pub fn mqtt_topic(&self) -> Option<&'a str> {
+        self.message.as_ref().map(|m| m.topic).or(self.sub_topic)
+    }
+
+    /// The client the event is about: the ClientInfo's clientid, else the
+    /// publisher.
+    pub fn clientid(&self) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(ci) = self.client_info {
+            return field_text(ci, crate::encode::atoms::clientid());
+        }
+        self.message.as_ref().and_then(|m| terms::text(m.from))
+    }
+
+    pub fn username(&self) -> Option<std::borrow::Cow<'a, str>> {
+        if let Some(ci) = self.client_info {
+            return field_text(ci, crate::encode::atoms::username());
+        }
+        self.message.as_ref().and_then(|m| field_text(m.headers, crate::encode::atoms::username()))
+    }
+}
+
+pub fn field_text<'a>(map: Term<'a>, key: rustler::Atom) -> Option<std::borrow::Cow<'a, str>> {
+    terms::map_get(map, key).and_then(terms::text)
+}

@@ -1,0 +1,270 @@
+//! NIF entry points of emqx_plugin_kafka_bridge.
+//!
+//! Each function catches panics and returns `{error, Reason}` for bad input,
+//! so nothing here can take the VM down. Calls that may wait (start, stop,
+//! reconfigure) run on dirty I/O schedulers; `emit` runs on the caller's
+//! scheduler and sends large payloads to `emit_dirty`.
+
+mod bridge;
+mod config;
+mod encode;
+mod event;
+mod log;
+mod metrics;
+mod producer;
+mod queue;
+mod routing;
+mod terms;
+mod topic_filter;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::Relaxed;
+
+use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
+
+use crate::bridge::{Bridge, Emitted};
+use crate::event::{Event, EventKind, Message};
+
+mod atoms {
+    rustler::atoms! {
+        ok, error, dirty, filtered, dropped,
+        connected, connecting, disconnected,
+        client_connected = "client.connected",
+        client_disconnected = "client.disconnected",
+        session_subscribed = "session.subscribed",
+        session_unsubscribed = "session.unsubscribed",
+        message_publish = "message.publish",
+        message_delivered = "message.delivered",
+        message_acked = "message.acked",
+        message_dropped = "message.dropped",
+    }
+}
+
+/// Payloads above this go to a dirty scheduler: encoding 64 KB takes well
+/// under 1 ms, 1 MB can take longer.
+const DIRTY_PAYLOAD_BYTES: usize = 64 * 1024;
+
+pub struct BridgeResource(Bridge);
+
+#[rustler::resource_impl]
+impl rustler::Resource for BridgeResource {}
+
+fn kind_atom(kind: EventKind) -> Atom {
+    match kind {
+        EventKind::ClientConnected => atoms::client_connected(),
+        EventKind::ClientDisconnected => atoms::client_disconnected(),
+        EventKind::SessionSubscribed => atoms::session_subscribed(),
+        EventKind::SessionUnsubscribed => atoms::session_unsubscribed(),
+        EventKind::MessagePublish => atoms::message_publish(),
+        EventKind::MessageDelivered => atoms::message_delivered(),
+        EventKind::MessageAcked => atoms::message_acked(),
+        EventKind::MessageDropped => atoms::message_dropped(),
+    }
+}
+
+fn kind_of(term: Term) -> Option<EventKind> {
+    EventKind::ALL.into_iter().find(|k| kind_atom(*k).to_term(term.get_env()) == term)
+}
+
+/// How many arguments each hook passes before its ExtraArgs.
+fn arity(kind: EventKind) -> usize {
+    match kind {
+        EventKind::MessagePublish => 1,
+        EventKind::ClientConnected | EventKind::MessageDelivered | EventKind::MessageAcked => 2,
+        _ => 3,
+    }
+}
+
+/// Runs `body`, turning an error or a panic into `{error, Reason}`.
+fn guarded<'a>(env: Env<'a>, body: impl FnOnce() -> Result<Term<'a>, String>) -> Term<'a> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(term)) => term,
+        Ok(Err(reason)) => (atoms::error(), reason).encode(env),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            (atoms::error(), format!("internal error: {text}")).encode(env)
+        }
+    }
+}
+
+fn parse_config(term: Term) -> Result<config::Config, String> {
+    let value = terms::to_json(term).map_err(|e| format!("config: {e}"))?;
+    let config = config::parse(&value)?;
+    // Let librdkafka check every property now, so a typo fails the start.
+    let client = producer::client_config(&config.kafka, config.buffer.max_bytes);
+    client.create_native_config().map_err(|e| producer::config_error(&e, &config.kafka))?;
+    Ok(config)
+}
+
+fn enabled_hooks<'a>(env: Env<'a>, bridge: &Bridge) -> Term<'a> {
+    bridge.routing().enabled().into_iter().map(kind_atom).collect::<Vec<Atom>>().encode(env)
+}
+
+/// `start(Config, Node, LogPid) -> {ok, Bridge, [HookPoint]} | {error, Reason}`
+#[rustler::nif(schedule = "DirtyIo")]
+fn start<'a>(env: Env<'a>, config: Term<'a>, node: Term<'a>, log_pid: Term<'a>) -> Term<'a> {
+    guarded(env, || {
+        let config = parse_config(config)?;
+        let node = terms::text(node).ok_or("node: expected an atom")?.into_owned();
+        let logger = log::Logger::new(log_pid.decode::<LocalPid>().ok());
+        let bridge = Bridge::start(config, node, logger)?;
+        let resource = ResourceArc::new(BridgeResource(bridge));
+        let hooks = enabled_hooks(env, &resource.0);
+        Ok((atoms::ok(), resource, hooks).encode(env))
+    })
+}
+
+/// `validate(Config) -> ok | {error, Reason}`
+#[rustler::nif(schedule = "DirtyCpu")]
+fn validate<'a>(env: Env<'a>, config: Term<'a>) -> Term<'a> {
+    guarded(env, || parse_config(config).map(|_| atoms::ok().encode(env)))
+}
+
+/// `reconfigure(Bridge, Config) -> {ok, [HookPoint]} | {error, Reason}`
+#[rustler::nif(schedule = "DirtyIo")]
+fn reconfigure<'a>(env: Env<'a>, bridge: Term<'a>, config: Term<'a>) -> Term<'a> {
+    guarded(env, || {
+        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
+        bridge.0.reconfigure(parse_config(config)?)?;
+        Ok((atoms::ok(), enabled_hooks(env, &bridge.0)).encode(env))
+    })
+}
+
+/// `stop(Bridge) -> {ok, DroppedOnStop}`: flushes and joins the producer.
+#[rustler::nif(schedule = "DirtyIo")]
+fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
+    guarded(env, || {
+        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
+        Ok((atoms::ok(), bridge.0.stop()).encode(env))
+    })
+}
+
+fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
+    guarded(env, || {
+        let bridge: ResourceArc<BridgeResource> = args[0].decode().map_err(|_| "not a bridge")?;
+        let kind = kind_of(args[1]).ok_or("unknown hook point")?;
+        let hook_args = &args[2..2 + arity(kind)];
+        if !on_dirty && kind.has_message() {
+            let message = hook_args[if kind == EventKind::MessagePublish || kind == EventKind::MessageDropped { 0 } else { 1 }];
+            match Message::payload_is_binary_of(message) {
+                Some(len) if len <= DIRTY_PAYLOAD_BYTES => {}
+                _ => return Ok(atoms::dirty().encode(env)),
+            }
+        }
+        let event = match Event::decode(kind, hook_args) {
+            Ok(event) => event,
+            Err(reason) => {
+                metrics::inc(&bridge.0.shared.metrics.received);
+                metrics::inc(&bridge.0.shared.metrics.dropped_invalid);
+                return Err(reason.to_string());
+            }
+        };
+        Ok(match bridge.0.emit(&event)? {
+            Emitted::Enqueued => atoms::ok(),
+            Emitted::FilteredOut => atoms::filtered(),
+            Emitted::Dropped => atoms::dropped(),
+        }
+        .encode(env))
+    })
+}
+
+/// `emit(Bridge, HookPoint, A1, A2, A3) -> ok | filtered | dropped | dirty | {error, Reason}`.
+/// Unused arguments are `undefined`. `dirty` asks the caller to use `emit_dirty/5`.
+#[rustler::nif]
+fn emit<'a>(env: Env<'a>, bridge: Term<'a>, hook: Term<'a>, a1: Term<'a>, a2: Term<'a>, a3: Term<'a>) -> Term<'a> {
+    emit_impl(env, &[bridge, hook, a1, a2, a3], false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn emit_dirty<'a>(env: Env<'a>, bridge: Term<'a>, hook: Term<'a>, a1: Term<'a>, a2: Term<'a>, a3: Term<'a>) -> Term<'a> {
+    emit_impl(env, &[bridge, hook, a1, a2, a3], true)
+}
+
+/// `metrics(Bridge) -> map()`
+#[rustler::nif]
+fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
+    guarded(env, || {
+        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
+        let shared = &bridge.0.shared;
+        let m = &shared.metrics;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
+        let dropped = load(&m.dropped_queue_full) + load(&m.dropped_on_stop) + load(&m.dropped_invalid);
+        let counters: Vec<(&str, u64)> = vec![
+            ("received", load(&m.received)),
+            ("filtered_out", load(&m.filtered_out)),
+            ("enqueued", load(&m.enqueued)),
+            ("dropped", dropped),
+            ("dropped_queue_full", load(&m.dropped_queue_full)),
+            ("dropped_on_stop", load(&m.dropped_on_stop)),
+            ("dropped_invalid", load(&m.dropped_invalid)),
+            ("delivered", load(&m.delivered)),
+            ("failed", load(&m.failed)),
+            ("retried", load(&m.retried)),
+            ("requeued", load(&m.requeued)),
+            ("queue_len", shared.queue.len() as u64),
+            ("queue_bytes", shared.queue.budget_used() as u64),
+            ("inflight", load(&m.inflight)),
+        ];
+        let mut map = Term::map_new(env);
+        for (name, value) in counters {
+            map = map.map_put(Atom::from_str(env, name).map_err(|_| "atom")?, value).map_err(|_| "map")?;
+        }
+        let latency = Term::map_new(env)
+            .map_put(Atom::from_str(env, "p50").map_err(|_| "atom")?, m.latency.quantile(0.50))
+            .and_then(|l| l.map_put(Atom::from_str(env, "p99")?, m.latency.quantile(0.99)))
+            .map_err(|_| "map")?;
+        map = map.map_put(Atom::from_str(env, "delivery_latency_ms").map_err(|_| "atom")?, latency).map_err(|_| "map")?;
+        let mut topics = Term::map_new(env);
+        for (topic, delivered, failed) in m.per_topic_snapshot() {
+            let row = Term::map_new(env)
+                .map_put(Atom::from_str(env, "delivered").map_err(|_| "atom")?, delivered)
+                .and_then(|r| r.map_put(Atom::from_str(env, "failed")?, failed))
+                .map_err(|_| "map")?;
+            let name = rustler::types::binary::NewBinary::from_slice(env, topic.as_bytes());
+            topics = topics.map_put(Term::from(name), row).map_err(|_| "map")?;
+        }
+        map = map.map_put(Atom::from_str(env, "topics").map_err(|_| "atom")?, topics).map_err(|_| "map")?;
+        Ok(map)
+    })
+}
+
+/// `status(Bridge) -> #{state, last_error, ...}`
+#[rustler::nif]
+fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
+    guarded(env, || {
+        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
+        let shared = &bridge.0.shared;
+        let state = match shared.status.state.load(Relaxed) {
+            producer::CONNECTED => atoms::connected(),
+            producer::DISCONNECTED => atoms::disconnected(),
+            _ => atoms::connecting(),
+        };
+        let fields: Vec<(&str, Term)> = vec![
+            ("state", state.encode(env)),
+            ("last_error", shared.status.last_error().encode(env)),
+            ("running", bridge.0.is_running().encode(env)),
+            ("queue_len", (shared.queue.len() as u64).encode(env)),
+            ("queue_bytes", (shared.queue.budget_used() as u64).encode(env)),
+            ("max_messages", (shared.queue.max_messages() as u64).encode(env)),
+            ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),
+            ("last_delivery_ms", shared.status.last_delivery_ms.load(Relaxed).encode(env)),
+        ];
+        let mut map = Term::map_new(env);
+        for (name, value) in fields {
+            map = map.map_put(Atom::from_str(env, name).map_err(|_| "atom")?, value).map_err(|_| "map")?;
+        }
+        Ok(map)
+    })
+}
+
+/// An empty NIF, for the benchmark's baseline.
+#[rustler::nif]
+fn noop(_term: Term) -> Atom {
+    atoms::ok()
+}
+
+rustler::init!("emqx_plugin_kafka_bridge_nif");

@@ -1,0 +1,81 @@
+//! Log lines from the bridge's own threads, relayed to an Erlang process that
+//! passes them to `logger`. Repeated lines are rate-limited per category, so
+//! a broker outage yields a line every few seconds, never one per message.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rustler::{Encoder, LocalPid, OwnedEnv};
+
+rustler::atoms! {
+    emqx_plugin_kafka_bridge_log,
+    error,
+    warning,
+}
+
+const QUIET_PERIOD: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+struct Window {
+    last: Instant,
+    suppressed: u64,
+}
+
+pub struct Logger {
+    pid: Option<LocalPid>,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+impl Logger {
+    pub fn new(pid: Option<LocalPid>) -> Logger {
+        Logger { pid, windows: Mutex::new(HashMap::new()) }
+    }
+
+    /// Logs at most once per quiet period for each `category`.
+    pub fn limited(&self, level: Level, category: &str, text: &str) {
+        let suppressed = {
+            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            match windows.get_mut(category) {
+                Some(w) if w.last.elapsed() < QUIET_PERIOD => {
+                    w.suppressed += 1;
+                    return;
+                }
+                Some(w) => {
+                    w.last = Instant::now();
+                    std::mem::take(&mut w.suppressed)
+                }
+                None => {
+                    windows.insert(category.to_string(), Window { last: Instant::now(), suppressed: 0 });
+                    0
+                }
+            }
+        };
+        if suppressed > 0 {
+            self.log(level, &format!("{text} ({suppressed} similar lines suppressed)"));
+        } else {
+            self.log(level, text);
+        }
+    }
+
+    /// Sends one line; only our own threads may call this (not a scheduler).
+    pub fn log(&self, level: Level, text: &str) {
+        let Some(pid) = self.pid else { return };
+        if rustler::thread::is_scheduler_thread() {
+            return;
+        }
+        let mut env = OwnedEnv::new();
+        let _ = env.send_and_clear(&pid, |env| {
+            let level = match level {
+                Level::Error => error(),
+                Level::Warning => warning(),
+            };
+            (emqx_plugin_kafka_bridge_log(), level, text).encode(env)
+        });
+    }
+}

@@ -1,0 +1,408 @@
+//! The producer thread: drains the queue into librdkafka and turns delivery
+//! reports into metrics.
+//!
+//! One thread owns one `BaseProducer`. On a Kafka reconfiguration a new
+//! producer starts on the same queue while the old one "retires": it stops
+//! taking records, flushes what it holds and hands anything it could not
+//! deliver back to the queue, so no accepted event is lost by the switch.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
+use rdkafka::statistics::Statistics;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+
+use crate::config::{is_secret, KafkaConfig};
+use crate::log::{Level, Logger};
+use crate::metrics::{inc, Metrics};
+use crate::queue::{Queue, Record};
+
+/// Records handed to librdkafka between two polls.
+const BATCH: usize = 1024;
+
+/// State shared by the hooks, every producer generation and the NIF calls.
+pub struct Shared {
+    pub metrics: Metrics,
+    pub queue: Queue,
+    pub status: Status,
+    pub logger: Logger,
+    epoch: Instant,
+}
+
+impl Shared {
+    pub fn new(queue: Queue, logger: Logger) -> Shared {
+        Shared { metrics: Metrics::default(), queue, status: Status::default(), logger, epoch: Instant::now() }
+    }
+
+    fn millis_since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+/// `Status::state` values; the default, 0, is connecting.
+pub const CONNECTED: u8 = 1;
+pub const DISCONNECTED: u8 = 2;
+
+#[derive(Default)]
+pub struct Status {
+    pub state: AtomicU8,
+    pub last_error: Mutex<String>,
+    /// Unix ms of the last successful delivery (0 = none yet).
+    pub last_delivery_ms: AtomicI64,
+}
+
+impl Status {
+    fn set_error(&self, text: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+const RUN: u8 = 0;
+const RETIRE: u8 = 1;
+const STOP: u8 = 2;
+
+/// What a producer generation does when librdkafka hands back a purged record.
+struct Context {
+    shared: Arc<Shared>,
+    mode: Arc<AtomicU8>,
+    retries_seen: AtomicI64,
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let level = match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                Level::Error
+            }
+            RDKafkaLogLevel::Warning => Level::Warning,
+            _ => return,
+        };
+        self.shared.logger.limited(level, &format!("librdkafka:{fac}"), &format!("librdkafka {fac}: {message}"));
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = format!("{error}: {reason}");
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.status.state.store(DISCONNECTED, Relaxed);
+        }
+        self.shared.logger.limited(Level::Warning, "kafka-error", &format!("Kafka connection problem: {text}"));
+        self.shared.status.set_error(text);
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let up = stats.brokers.values().any(|b| b.state == "UP");
+        let status = &self.shared.status;
+        if up {
+            status.state.store(CONNECTED, Relaxed);
+        } else if status.state.load(Relaxed) == CONNECTED {
+            status.state.store(DISCONNECTED, Relaxed);
+        }
+        let retries: u64 = stats.brokers.values().map(|b| b.txretries).sum();
+        let before = self.retries_seen.swap(retries as i64, Relaxed);
+        if retries as i64 > before {
+            self.shared.metrics.retried.fetch_add(retries - before as u64, Relaxed);
+        }
+    }
+}
+
+impl ProducerContext for Context {
+    /// The record's budget bytes (high 32 bits) and its enqueue time in ms
+    /// since the bridge's epoch (low 32 bits): no allocation per record.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let shared = &self.shared;
+        let size = opaque >> 32;
+        shared.metrics.inflight.fetch_sub(1, Relaxed);
+        shared.queue.release(size);
+        match result {
+            Ok(message) => {
+                inc(&shared.metrics.delivered);
+                let now = shared.millis_since_epoch(Instant::now()) as u32;
+                let latency = now.wrapping_sub((opaque & 0xffff_ffff) as u32);
+                shared.metrics.latency.record(latency as u64);
+                shared.metrics.topic_outcome(message.topic(), true);
+                shared.status.state.store(CONNECTED, Relaxed);
+                shared.status.last_delivery_ms.store(unix_ms(), Relaxed);
+            }
+            Err((error, message)) => {
+                let purged = matches!(
+                    error.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                );
+                if purged && self.mode.load(SeqCst) == RETIRE {
+                    self.requeue(message);
+                } else if purged {
+                    inc(&shared.metrics.dropped_on_stop);
+                } else {
+                    inc(&shared.metrics.failed);
+                    shared.metrics.topic_outcome(message.topic(), false);
+                    let text = format!("delivery to Kafka topic {:?} failed: {error}", message.topic());
+                    shared.logger.limited(Level::Error, &format!("delivery:{}:{error}", message.topic()), &text);
+                    shared.status.set_error(text);
+                }
+            }
+        }
+    }
+}
+
+impl Context {
+    /// Rebuilds a purged record and queues it for the next producer.
+    fn requeue(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let key = message.key().unwrap_or_default();
+        let mut buf = Vec::with_capacity(key.len() + message.payload_len());
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(message.payload().unwrap_or_default());
+        let headers = message.headers().map(|hs| {
+            hs.iter()
+                .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        });
+        let record = Record {
+            topic: message.topic().into(),
+            buf,
+            key_len: message.key().map(|k| k.len()),
+            headers,
+            enqueued_at: Instant::now(),
+        };
+        match self.shared.queue.requeue(record, Duration::from_secs(5)) {
+            Ok(()) => inc(&self.shared.metrics.requeued),
+            Err(_) => inc(&self.shared.metrics.dropped_on_stop),
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// librdkafka's client config for `kafka`, with the queue bound to our budget.
+pub fn client_config(kafka: &KafkaConfig, max_bytes: usize) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.bootstrap_servers);
+    config.set("statistics.interval.ms", "1000");
+    // librdkafka's own queue never holds more than our whole budget.
+    config.set("queue.buffering.max.kbytes", (max_bytes / 1024).clamp(1, 2_097_151).to_string());
+    config.set("queue.buffering.max.messages", "2147483647");
+    for (key, value) in &kafka.properties {
+        config.set(key, value);
+    }
+    config.set_log_level(RDKafkaLogLevel::Warning);
+    config
+}
+
+/// Describes a librdkafka config error without ever echoing a secret.
+pub fn config_error(error: &KafkaError, kafka: &KafkaConfig) -> String {
+    let mut text = match error {
+        KafkaError::ClientConfig(_, description, key, _) => format!("kafka.properties.{key}: {description}"),
+        KafkaError::ClientCreation(description) => format!("kafka.properties: {description}"),
+        other => format!("kafka: {other}"),
+    };
+    for (key, value) in &kafka.properties {
+        if is_secret(key) && !value.is_empty() {
+            text = text.replace(value.as_str(), "******");
+        }
+    }
+    text
+}
+
+/// A running producer generation.
+pub struct ProducerHandle {
+    mode: Arc<AtomicU8>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    thread: JoinHandle<()>,
+}
+
+impl ProducerHandle {
+    /// Starts a producer; `create` names topics to create before producing.
+    pub fn start(shared: Arc<Shared>, kafka: &KafkaConfig, create: Vec<String>) -> Result<ProducerHandle, String> {
+        let mode = Arc::new(AtomicU8::new(RUN));
+        let context = Context { shared: shared.clone(), mode: mode.clone(), retries_seen: AtomicI64::new(0) };
+        let producer: BaseProducer<Context> = client_config(kafka, shared.queue.max_bytes())
+            .create_with_context(context)
+            .map_err(|e| config_error(&e, kafka))?;
+        let deadline = Arc::new(Mutex::new(None));
+        let admin = if create.is_empty() {
+            None
+        } else {
+            let admin: AdminClient<DefaultClientContext> =
+                client_config(kafka, shared.queue.max_bytes()).create().map_err(|e| config_error(&e, kafka))?;
+            Some(TopicCreator { admin, names: create, partitions: kafka.partitions, replication: kafka.replication_factor })
+        };
+        let thread = {
+            let (mode, deadline) = (mode.clone(), deadline.clone());
+            std::thread::Builder::new()
+                .name("kafka_bridge_producer".into())
+                .spawn(move || {
+                    if let Some(admin) = admin {
+                        admin.create_until_done(&shared, &mode);
+                    }
+                    run(producer, shared, mode, deadline)
+                })
+                .map_err(|e| format!("cannot start the producer thread: {e}"))?
+        };
+        Ok(ProducerHandle { mode, deadline, thread })
+    }
+
+    /// Stops taking records; flushes, then hands the rest to the next producer.
+    pub fn retire(self, flush_timeout: Duration) {
+        self.finish(RETIRE, flush_timeout);
+    }
+
+    /// Drains the queue into Kafka until the timeout, then drops what is left
+    /// (counted as `dropped_on_stop`), and joins the thread.
+    pub fn stop(self, flush_timeout: Duration) {
+        self.finish(STOP, flush_timeout);
+    }
+
+    fn finish(self, mode: u8, flush_timeout: Duration) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + flush_timeout);
+        self.mode.store(mode, SeqCst);
+        // The thread only panics on a bug; the panic has been contained there.
+        let _ = self.thread.join();
+    }
+}
+
+fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>, deadline: Arc<Mutex<Option<Instant>>>) {
+    let rx = shared.queue.receiver().clone();
+    let mut pending: Option<Record> = None;
+    while mode.load(SeqCst) == RUN {
+        if pending.is_none() {
+            let wait = if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 };
+            pending = rx.recv_timeout(Duration::from_millis(wait)).ok();
+        }
+        for _ in 0..BATCH {
+            let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
+            if let Err(back) = hand_over(&producer, &shared, record) {
+                // librdkafka's queue is full: let deliveries make room.
+                pending = Some(back);
+                producer.poll(Duration::from_millis(10));
+                break;
+            }
+        }
+        producer.poll(Duration::ZERO);
+    }
+
+    let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
+    if mode.load(SeqCst) == STOP {
+        // Drain what the hooks queued before they were removed.
+        while Instant::now() < deadline {
+            let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
+            if let Err(back) = hand_over(&producer, &shared, record) {
+                pending = Some(back);
+                producer.poll(Duration::from_millis(10));
+            }
+        }
+        let mut left = 0;
+        for record in pending.take().into_iter().chain(rx.try_iter()) {
+            shared.queue.release(record.budget_bytes());
+            left += 1;
+        }
+        shared.metrics.dropped_on_stop.fetch_add(left, Relaxed);
+    } else if let Some(record) = pending.take() {
+        let size = record.budget_bytes();
+        shared.queue.release(size);
+        if shared.queue.requeue(record, Duration::from_secs(5)).is_err() {
+            inc(&shared.metrics.dropped_on_stop);
+        }
+    }
+    let _ = producer.flush(deadline.saturating_duration_since(Instant::now()));
+    // Whatever is still inside librdkafka comes back through delivery():
+    // requeued when retiring, counted as dropped_on_stop when stopping.
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let _ = producer.flush(Duration::from_millis(500));
+    producer.poll(Duration::ZERO);
+}
+
+/// Hands one record to librdkafka; gives it back when librdkafka's queue is full.
+fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, record: Record) -> Result<(), Record> {
+    let size = record.budget_bytes();
+    let opaque = (size << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
+    let headers = record.headers.as_ref().map(|hs| {
+        hs.iter().fold(OwnedHeaders::new_with_capacity(hs.len()), |acc, (k, v)| {
+            acc.insert(Header { key: k, value: Some(v.as_slice()) })
+        })
+    });
+    let mut base = BaseRecord::with_opaque_to(&record.topic, opaque).payload(record.value());
+    if let Some(key) = record.key() {
+        base = base.key(key);
+    }
+    if let Some(headers) = headers {
+        base = base.headers(headers);
+    }
+    let outcome = producer.send(base).map_err(|(error, _)| error);
+    match outcome {
+        Ok(()) => {
+            shared.metrics.inflight.fetch_add(1, Relaxed);
+            Ok(())
+        }
+        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Err(record),
+        Err(error) => {
+            // Refused outright (too large, bad topic name): never retried.
+            shared.queue.release(size);
+            inc(&shared.metrics.failed);
+            shared.metrics.topic_outcome(&record.topic, false);
+            let text = format!("Kafka refused a record for topic {:?}: {error}", record.topic);
+            shared.logger.limited(Level::Error, &format!("refused:{}:{error}", record.topic), &text);
+            shared.status.set_error(text);
+            Ok(())
+        }
+    }
+}
+
+/// Creates the configured topics before the first record is produced. It
+/// runs on the producer thread, so a broker that is down at start delays
+/// delivery (events wait in the queue) but never the plugin's start.
+struct TopicCreator {
+    admin: AdminClient<DefaultClientContext>,
+    names: Vec<String>,
+    partitions: i32,
+    replication: i32,
+}
+
+impl TopicCreator {
+    fn create_until_done(&self, shared: &Shared, mode: &AtomicU8) {
+        while mode.load(SeqCst) == RUN {
+            match self.try_create() {
+                Ok(()) => return,
+                Err(text) => {
+                    shared.logger.limited(Level::Warning, "create-topics", &text);
+                    shared.status.set_error(text);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn try_create(&self) -> Result<(), String> {
+        let topics: Vec<NewTopic> = self
+            .names
+            .iter()
+            .map(|n| NewTopic::new(n, self.partitions, TopicReplication::Fixed(self.replication)))
+            .collect();
+        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+        let results = futures_executor::block_on(self.admin.create_topics(&topics, &options))
+            .map_err(|e| format!("kafka.create_topics: cannot create topics {:?}: {e}", self.names))?;
+        for result in results {
+            if let Err((topic, code)) = result {
+                if code != RDKafkaErrorCode::TopicAlreadyExists {
+                    return Err(format!("kafka.create_topics: cannot create topic {topic:?}: {code}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}

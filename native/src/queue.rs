@@ -1,0 +1,192 @@
+//! The bounded hand-off between hooks and the producer thread.
+//!
+//! Two limits hold at once: a message count (the channel's capacity) and a
+//! byte budget that covers both this queue and what librdkafka still holds,
+//! so memory stays bounded during a broker outage. Pushing never blocks.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::config::Overflow;
+use crate::encode::Headers;
+use crate::metrics::{inc, Metrics};
+
+/// Bookkeeping bytes per record beyond its key, value and topic.
+const RECORD_OVERHEAD: usize = 64;
+
+/// One Kafka record waiting for the producer.
+pub struct Record {
+    pub topic: Arc<str>,
+    /// The key's bytes followed by the value's, in one allocation.
+    pub buf: Vec<u8>,
+    pub key_len: Option<usize>,
+    pub headers: Option<Headers>,
+    pub enqueued_at: Instant,
+}
+
+impl Record {
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key_len.map(|n| &self.buf[..n])
+    }
+
+    pub fn value(&self) -> &[u8] {
+        &self.buf[self.key_len.unwrap_or(0)..]
+    }
+
+    /// What this record counts against `buffer.max_bytes`.
+    pub fn budget_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().flatten().map(|(k, v)| k.len() + v.len() + 16).sum();
+        self.buf.len() + self.topic.len() + headers + RECORD_OVERHEAD
+    }
+}
+
+pub struct Queue {
+    tx: Sender<Record>,
+    rx: Receiver<Record>,
+    /// Bytes of records in this queue plus those inside librdkafka.
+    budget_used: AtomicUsize,
+    max_bytes: usize,
+    overflow: Overflow,
+}
+
+pub enum Pushed {
+    Ok,
+    Dropped,
+}
+
+impl Queue {
+    pub fn new(max_messages: usize, max_bytes: usize, overflow: Overflow) -> Queue {
+        let (tx, rx) = crossbeam_channel::bounded(max_messages);
+        Queue { tx, rx, budget_used: AtomicUsize::new(0), max_bytes, overflow }
+    }
+
+    pub fn receiver(&self) -> &Receiver<Record> {
+        &self.rx
+    }
+
+    /// Tries to enqueue; on overflow applies `buffer.overflow` and counts the drop.
+    pub fn push(&self, record: Record, metrics: &Metrics) -> Pushed {
+        let size = record.budget_bytes();
+        let mut record = record;
+        // drop_oldest may evict a few records to make room; each eviction is a counted drop.
+        for _attempt in 0..16 {
+            if self.reserve(size) {
+                match self.tx.try_send(record) {
+                    Ok(()) => {
+                        inc(&metrics.enqueued);
+                        return Pushed::Ok;
+                    }
+                    Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                        self.release(size);
+                        record = back;
+                    }
+                }
+            }
+            if self.overflow == Overflow::DropNew || !self.evict_oldest(metrics) {
+                break;
+            }
+        }
+        inc(&metrics.dropped_queue_full);
+        Pushed::Dropped
+    }
+
+    /// Puts back a record that already holds its budget (after a producer
+    /// switch); waits for room since it runs on the producer's thread.
+    pub fn requeue(&self, record: Record, timeout: std::time::Duration) -> Result<(), Record> {
+        self.budget_used.fetch_add(record.budget_bytes(), Relaxed);
+        self.tx.send_timeout(record, timeout).map_err(|e| {
+            let record = e.into_inner();
+            self.release(record.budget_bytes());
+            record
+        })
+    }
+
+    fn reserve(&self, size: usize) -> bool {
+        let before = self.budget_used.fetch_add(size, Relaxed);
+        if before + size > self.max_bytes {
+            self.budget_used.fetch_sub(size, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn release(&self, size: usize) {
+        self.budget_used.fetch_sub(size, Relaxed);
+    }
+
+    fn evict_oldest(&self, metrics: &Metrics) -> bool {
+        match self.rx.try_recv() {
+            Ok(old) => {
+                self.release(old.budget_bytes());
+                inc(&metrics.dropped_queue_full);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn budget_used(&self) -> usize {
+        self.budget_used.load(Relaxed)
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    pub fn max_messages(&self) -> usize {
+        self.tx.capacity().unwrap_or(usize::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> Record {
+        Record { topic: "t".into(), buf: vec![0; n], key_len: None, headers: None, enqueued_at: Instant::now() }
+    }
+
+    #[test]
+    fn drop_new_counts_every_rejection() {
+        let metrics = Metrics::default();
+        let queue = Queue::new(3, 1 << 20, Overflow::DropNew);
+        for _ in 0..5 {
+            queue.push(record(10), &metrics);
+        }
+        assert_eq!(queue.len(), 3);
+        assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn byte_budget_applies_before_count() {
+        let metrics = Metrics::default();
+        let size = record(100).budget_bytes();
+        let queue = Queue::new(100, size * 2, Overflow::DropNew);
+        for _ in 0..4 {
+            queue.push(record(100), &metrics);
+        }
+        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.budget_used(), size * 2);
+        assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let metrics = Metrics::default();
+        let queue = Queue::new(2, 1 << 20, Overflow::DropOldest);
+        for n in 1..=4 {
+            queue.push(record(n), &metrics);
+        }
+        let kept: Vec<usize> = queue.receiver().try_iter().map(|r| r.buf.len()).collect();
+        assert_eq!(kept, vec![3, 4]);
+        assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
+        assert_eq!(metrics.enqueued.load(Relaxed), 4);
+    }
+}

@@ -1,0 +1,138 @@
+//! Small, allocation-free readers for the Erlang terms EMQX hands to hooks.
+//!
+//! Everything here borrows from the calling process's heap, so decoding a
+//! hook's arguments copies nothing until the JSON encoder writes its output.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use rustler::types::map::MapIterator;
+use rustler::{Atom, Binary, Term, TermType};
+
+rustler::atoms! {
+    undefined,
+    nil,
+    null,
+    true_ = "true",
+    false_ = "false",
+}
+
+/// The elements of a tuple of exactly `N` elements, without allocating.
+pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N]> {
+    let env = term.get_env();
+    let mut arity: rustler::sys::c_int = 0;
+    let mut array: *const rustler::sys::ErlNifTerm = std::ptr::null();
+    // SAFETY: enif_get_tuple only reads `term` and writes the two out-params;
+    // the array it returns lives as long as the term's environment.
+    let ok = unsafe {
+        rustler::sys::enif_get_tuple(env.as_c_arg(), term.as_c_arg(), &mut arity, &mut array)
+    };
+    if ok == 0 || arity as usize != N {
+        return None;
+    }
+    // SAFETY: the runtime guarantees `arity` valid elements behind `array`.
+    let raw = unsafe { std::slice::from_raw_parts(array, N) };
+    Some(std::array::from_fn(|i| unsafe { Term::new(env, raw[i]) }))
+}
+
+/// The bytes of a binary term, or of an iolist flattened by the runtime.
+pub fn iodata<'a>(term: Term<'a>) -> Option<Binary<'a>> {
+    if term.is_binary() {
+        Binary::from_term(term).ok()
+    } else {
+        Binary::from_iolist(term).ok()
+    }
+}
+
+pub fn binary<'a>(term: Term<'a>) -> Option<&'a [u8]> {
+    Binary::from_term(term).ok().map(|b| b.as_slice())
+}
+
+/// Looks up an atom key in a map; `None` when absent or not a map.
+pub fn map_get<'a>(map: Term<'a>, key: Atom) -> Option<Term<'a>> {
+    map.map_get(key).ok()
+}
+
+pub fn is_undefined(term: Term) -> bool {
+    term.is_atom() && (term == undefined().to_term(term.get_env()) || term == nil().to_term(term.get_env()))
+}
+
+pub fn as_bool(term: Term) -> Option<bool> {
+    if term == true_().to_term(term.get_env()) {
+        Some(true)
+    } else if term == false_().to_term(term.get_env()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// An inet address tuple rendered as text; `None` for anything else.
+pub fn ip_text(term: Term) -> Option<String> {
+    if let Some(parts) = tuple_elements::<4>(term) {
+        let mut octets = [0u8; 4];
+        for (octet, part) in octets.iter_mut().zip(parts) {
+            *octet = part.decode::<u8>().ok()?;
+        }
+        return Some(Ipv4Addr::from(octets).to_string());
+    }
+    if let Some(parts) = tuple_elements::<8>(term) {
+        let mut segments = [0u16; 8];
+        for (segment, part) in segments.iter_mut().zip(parts) {
+            *segment = part.decode::<u16>().ok()?;
+        }
+        return Some(Ipv6Addr::from(segments).to_string());
+    }
+    None
+}
+
+/// Text of an atom or binary (clientids are binaries, system senders atoms).
+pub fn text(term: Term<'_>) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(bytes) = binary(term) {
+        return Some(String::from_utf8_lossy(bytes));
+    }
+    if term.is_atom() && !is_undefined(term) {
+        return term.atom_to_string().ok().map(std::borrow::Cow::Owned);
+    }
+    None
+}
+
+/// Converts a config term (maps with binary keys, as `emqx_plugins:get_config/1`
+/// returns them) into a JSON value, so the config parser is plain Rust.
+pub fn to_json(term: Term) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match term.get_type() {
+        TermType::Map => {
+            let mut object = serde_json::Map::new();
+            for (key, value) in MapIterator::new(term).ok_or("bad map")? {
+                let key = text(key).ok_or_else(|| format!("map key {key:?} is not text"))?;
+                object.insert(key.into_owned(), to_json(value)?);
+            }
+            Value::Object(object)
+        }
+        TermType::Binary => Value::String(
+            std::str::from_utf8(binary(term).unwrap_or_default())
+                .map_err(|_| "a string is not valid UTF-8".to_string())?
+                .to_owned(),
+        ),
+        TermType::Atom => match as_bool(term) {
+            Some(b) => Value::Bool(b),
+            None if is_undefined(term) || term == null().to_term(term.get_env()) => Value::Null,
+            None => Value::String(term.atom_to_string().map_err(|_| "bad atom")?),
+        },
+        TermType::Integer => Value::from(term.decode::<i64>().map_err(|_| "integer out of range")?),
+        TermType::Float => Value::from(term.decode::<f64>().map_err(|_| "bad float")?),
+        TermType::List => {
+            let items: Vec<Term> = term.decode().map_err(|_| "improper list".to_string())?;
+            // A charlist such as "localhost:9092" from a sys.config is a string.
+            if !items.is_empty() && items.iter().all(|t| t.is_integer()) {
+                let chars: Option<String> =
+                    items.iter().map(|t| t.decode::<u32>().ok().and_then(char::from_u32)).collect();
+                if let Some(s) = chars {
+                    return Ok(Value::String(s));
+                }
+            }
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        _ => return Err(format!("unsupported value {term:?}")),
+    })
+}

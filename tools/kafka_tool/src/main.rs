@@ -1,0 +1,164 @@
+//! Test and benchmark helper that speaks to Kafka with the same rdkafka the
+//! bridge uses (Debian's kcat cannot talk to tansu).
+//!
+//! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE`
+//!   reads every partition of TOPIC from the beginning until EXPECT records
+//!   arrived or nothing came for IDLE_MS, and writes one Erlang term per
+//!   record to OUT_FILE, for `file:consult/1`:
+//!   `{record, Partition, Offset, Key | undefined, Value, Headers, Json}.`
+//!   where Json is the value decoded as JSON (maps with binary keys, `null`
+//!   as the atom null) or the atom `not_json`.
+//!
+//! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
+//!   the benchmark's baseline: sends COUNT records whose values are the
+//!   lines of FILE (cycled), keyed like the bridge, with the given librdkafka
+//!   properties, and prints `{raw, Count, Microseconds}.` once every
+//!   delivery report is in.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("consume") if args.len() == 6 => consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5]),
+        Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]".into()),
+    };
+    if let Err(e) = result {
+        eprintln!("kafka_tool: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse(s: &str) -> u64 {
+    s.parse().unwrap_or_else(|_| panic!("not a number: {s}"))
+}
+
+fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> Result<(), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("kafka_tool_{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    if partitions == 0 {
+        return Err(format!("topic {topic} has no partitions"));
+    }
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        assignment.add_partition_offset(topic, p, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+
+    let mut text = String::new();
+    let mut count = 0;
+    let mut last = Instant::now();
+    while count < expect && last.elapsed() < Duration::from_millis(idle_ms) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                count += 1;
+                let headers: Vec<String> = m
+                    .headers()
+                    .map(|hs| hs.iter().map(|h| format!("{{{},{}}}", bin(h.key.as_bytes()), bin(h.value.unwrap_or_default()))).collect())
+                    .unwrap_or_default();
+                let value = m.payload().unwrap_or_default();
+                let json = match serde_json::from_slice::<serde_json::Value>(value) {
+                    Ok(v) => erl(&v),
+                    Err(_) => "not_json".into(),
+                };
+                let key = m.key().map(bin).unwrap_or_else(|| "undefined".into());
+                let _ = writeln!(
+                    text,
+                    "{{record,{},{},{},{},[{}],{}}}.",
+                    m.partition(),
+                    m.offset(),
+                    key,
+                    bin(value),
+                    headers.join(","),
+                    json
+                );
+            }
+            Some(Err(e)) => eprintln!("kafka_tool: consume: {e}"),
+            None => {}
+        }
+    }
+    std::fs::write(out, text).map_err(|e| e.to_string())
+}
+
+/// A binary literal that needs no escaping: <<104,105>>.
+fn bin(bytes: &[u8]) -> String {
+    let parts: Vec<String> = bytes.iter().map(u8::to_string).collect();
+    format!("<<{}>>", parts.join(","))
+}
+
+fn erl(value: &serde_json::Value) -> String {
+    use serde_json::Value::*;
+    match value {
+        Null => "null".into(),
+        Bool(b) => b.to_string(),
+        Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.to_string(),
+            (_, Some(u)) => u.to_string(),
+            _ => format!("{:.17e}", n.as_f64().unwrap_or(0.0)),
+        },
+        String(s) => bin(s.as_bytes()),
+        Array(items) => format!("[{}]", items.iter().map(erl).collect::<Vec<_>>().join(",")),
+        Object(map) => {
+            let pairs: Vec<std::string::String> = map.iter().map(|(k, v)| format!("{} => {}", bin(k.as_bytes()), erl(v))).collect();
+            format!("#{{{}}}", pairs.join(","))
+        }
+    }
+}
+
+fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[String]) -> Result<(), String> {
+    let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let values: Vec<&[u8]> = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    if values.is_empty() {
+        return Err(format!("{file} has no lines"));
+    }
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for prop in props {
+        let (k, v) = prop.split_once('=').ok_or_else(|| format!("bad property {prop}"))?;
+        config.set(k, v);
+    }
+    let producer: BaseProducer = config.create().map_err(|e| e.to_string())?;
+    let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
+    let started = Instant::now();
+    for i in 0..count as usize {
+        let value = values[i % values.len()];
+        let key = &keys[i % keys.len()];
+        let mut record = BaseRecord::to(topic).payload(value).key(key.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.to_string()),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).map_err(|e| e.to_string())?;
+    let micros = started.elapsed().as_micros();
+    println!("{{raw,{count},{micros}}}.");
+    std::io::stdout().flush().ok();
+    Ok(())
+}
