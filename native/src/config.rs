@@ -341,8 +341,10 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
         let mut section = Section::new(&path, Some(item))?;
         let filter = section.string("filter", None)?;
         topic_filter::validate(&filter).map_err(|e| format!("{path}.filter: invalid filter {filter:?}: {e}"))?;
+        // An empty topic or key (config.hocon's default) means the event's own.
         let topic = match section.get("topic") {
             None => None,
+            Some(Value::String(s)) if s.is_empty() => None,
             Some(_) => Some(section.string("topic", None)?),
         };
         if let Some(topic) = &topic {
@@ -350,6 +352,7 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
         }
         let key = match section.get("key") {
             None => None,
+            Some(Value::String(s)) if s.is_empty() => None,
             Some(_) => Some(section.string("key", None)?),
         };
         if let Some(key) = &key {

@@ -268,3 +268,6 @@ fn noop(_term: Term) -> Atom {
 }
 
 rustler::init!("emqx_plugin_kafka_bridge_nif");
+
+#[cfg(test)]
+mod test_stubs;

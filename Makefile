@@ -1,0 +1,51 @@
+# `make`       installs missing Debian packages, builds the NIF, the Erlang
+#              app, the test tool and the plugin tarball, and checks the .so.
+# `make test`  also installs tansu if missing, then runs cargo test and rebar3 ct.
+# `make bench` runs the benchmark harness (see BENCHMARKS.md).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export PROJECT_ROOT := $(CURDIR)
+
+DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake
+TANSU_VERSION := 0.6.0
+NIF := priv/libkafka_bridge_nif.so
+
+.PHONY: all deps build check tarball tansu test bench clean
+
+all: build check tarball
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+build: deps
+	rebar3 compile
+	cargo build --release --locked -p kafka_tool
+
+# The NIF must load inside EMQX's Docker image: glibc only, and never unloaded.
+check: build
+	@deps=$$(ldd $(NIF) | awk '{print $$1}' | grep -vE '^(linux-vdso|/lib64/ld-linux|libc|libm|libgcc_s|libpthread|libdl|librt)\.so' || true); \
+	if [ -n "$$deps" ]; then echo "unexpected shared libraries in $(NIF): $$deps"; exit 1; fi
+	@readelf -d $(NIF) | grep -q NODELETE || { echo "$(NIF) lacks -z nodelete"; exit 1; }
+	@echo "check: $(NIF) links only the C runtime and is marked NODELETE"
+
+tarball: build
+	./scripts/plugin_tarball.sh
+
+tansu:
+	@command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q $(TANSU_VERSION) || \
+	  cargo install tansu --version $(TANSU_VERSION) --features dynostore,libsql --locked
+
+test: all tansu
+	cargo test --release --locked -p kafka_bridge_nif
+	rebar3 ct
+
+bench: all tansu
+	./bench/run.sh
+
+clean:
+	rm -rf _build target $(NIF)

@@ -1,0 +1,204 @@
+%% @doc Shared helpers for the suites: a real tansu broker on a free
+%% loopback port, topic creation, reading topics back with kafka_tool (an
+%% rdkafka 0.39 consumer), and EMQX-shaped hook arguments.
+-module(kafka_bridge_test_lib).
+
+-export([start_broker/1, start_broker/2, stop_broker/1, kill_broker/1, restart_broker/1,
+         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1,
+         start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
+         message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
+         thread_count/0]).
+
+-define(APP, emqx_plugin_kafka_bridge).
+
+%%--------------------------------------------------------------------
+%% Broker
+%%--------------------------------------------------------------------
+
+%% @doc Starts tansu with in-memory storage on a free loopback port.
+start_broker(Dir) ->
+    start_broker(Dir, "memory://tansu/").
+
+%% @doc Storage is "memory://tansu/" or "sqlite://FILE" (relative to Dir).
+start_broker(Dir, Storage) ->
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Port = free_port(),
+    Broker = #{port => Port, dir => Dir, storage => Storage},
+    Broker#{os_pid => launch(Broker)}.
+
+launch(#{port := Port, dir := Dir, storage := Storage}) ->
+    Url = "tcp://127.0.0.1:" ++ integer_to_list(Port),
+    Log = filename:join(Dir, "tansu-" ++ integer_to_list(Port) ++ ".log"),
+    Cmd = io_lib:format("cd '~s' && exec '~s' broker --listener-url ~s --advertised-listener-url ~s "
+                        "--storage-engine '~s' >>'~s' 2>&1 & echo $!",
+                        [Dir, tansu(), Url, Url, Storage, Log]),
+    OsPid = string:trim(os:cmd(lists:flatten(Cmd))),
+    ok = wait_until(fun() -> port_open(Port) end, 15000),
+    OsPid.
+
+stop_broker(#{os_pid := OsPid}) ->
+    os:cmd("kill " ++ OsPid ++ " 2>/dev/null"),
+    ok.
+
+%% @doc kill -9, as a crash would.
+kill_broker(Broker = #{os_pid := OsPid, port := Port}) ->
+    os:cmd("kill -9 " ++ OsPid),
+    ok = wait_until(fun() -> not port_open(Port) end, 10000),
+    Broker.
+
+restart_broker(Broker) ->
+    Broker#{os_pid => launch(Broker)}.
+
+bootstrap(#{port := Port}) ->
+    iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]).
+
+create_topic(Broker, Name) ->
+    create_topic(Broker, Name, 3).
+
+create_topic(#{port := Port}, Name, Partitions) ->
+    Cmd = io_lib:format("'~s' topic create '~s' --partitions ~b --broker tcp://127.0.0.1:~b 2>&1; echo rc=$?",
+                        [tansu(), Name, Partitions, Port]),
+    Out = os:cmd(lists:flatten(Cmd)),
+    case string:find(Out, "rc=0") of
+        nomatch -> error({create_topic_failed, Name, Out});
+        _ -> ok
+    end.
+
+tansu() ->
+    case os:find_executable("tansu") of
+        false -> filename:join([os:getenv("HOME"), ".cargo", "bin", "tansu"]);
+        Path -> Path
+    end.
+
+free_port() ->
+    {ok, Socket} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(Socket),
+    gen_tcp:close(Socket),
+    Port.
+
+port_open(Port) ->
+    case gen_tcp:connect({127, 0, 0, 1}, Port, [], 200) of
+        {ok, S} -> gen_tcp:close(S), true;
+        {error, _} -> false
+    end.
+
+%%--------------------------------------------------------------------
+%% Reading Kafka
+%%--------------------------------------------------------------------
+
+consume(Broker, Topic, Expect) ->
+    consume(Broker, Topic, Expect, 5000).
+
+%% @doc Every record of Topic, as maps: partition, offset, key, value,
+%% headers and json (the decoded value, or not_json). Reads until Expect
+%% records came or none came for IdleMs.
+consume(Broker, Topic, Expect, IdleMs) ->
+    Out = filename:join(maps:get(dir, Broker), "consume-" ++ integer_to_list(erlang:unique_integer([positive]))),
+    Cmd = io_lib:format("'~s' consume ~s '~s' ~b ~b '~s' 2>&1",
+                        [kafka_tool(), bootstrap(Broker), Topic, Expect, IdleMs, Out]),
+    case os:cmd(lists:flatten(Cmd)) of
+        "" -> ok;
+        Noise -> ct:log("kafka_tool: ~s", [Noise])
+    end,
+    {ok, Terms} = file:consult(Out),
+    [#{partition => P, offset => O, key => K, value => V, headers => H, json => J}
+     || {record, P, O, K, V, H, J} <- Terms].
+
+values(Records) ->
+    [J || #{json := J} <- Records].
+
+kafka_tool() ->
+    filename:join([project_root(), "target", "release", "kafka_tool"]).
+
+project_root() ->
+    case os:getenv("PROJECT_ROOT") of
+        Root when is_list(Root), Root =/= "" -> Root;
+        _ -> filename:absname(filename:join([code:lib_dir(?APP), "..", "..", "..", ".."]))
+    end.
+
+%%--------------------------------------------------------------------
+%% Bridge
+%%--------------------------------------------------------------------
+
+%% @doc A config for Broker, with Overrides merged in (deeply).
+config(Broker, Overrides) ->
+    deep_merge(#{<<"kafka">> => #{<<"bootstrap_servers">> => bootstrap(Broker)}}, Overrides).
+
+deep_merge(A, B) when is_map(A), is_map(B) ->
+    maps:fold(fun(K, V, Acc) ->
+                      case Acc of
+                          #{K := Old} when is_map(Old), is_map(V) -> Acc#{K => deep_merge(Old, V)};
+                          _ -> Acc#{K => V}
+                      end
+              end, A, B).
+
+start_bridge(Config) ->
+    application:set_env(?APP, config, Config),
+    application:ensure_all_started(?APP).
+
+stop_bridge() ->
+    application:stop(?APP).
+
+wait_until(Fun, Timeout) when Timeout =< 0 ->
+    case Fun() of true -> ok; _ -> timeout end;
+wait_until(Fun, Timeout) ->
+    case Fun() of
+        true -> ok;
+        _ -> timer:sleep(50), wait_until(Fun, Timeout - 50)
+    end.
+
+%% @doc Waits until `delivered + failed' reaches N, returns the metrics.
+wait_for_delivered(N, Timeout) ->
+    wait_until(fun() ->
+                       M = emqx_plugin_kafka_bridge:metrics(),
+                       maps:get(delivered, M, 0) + maps:get(failed, M, 0) >= N
+               end, Timeout),
+    emqx_plugin_kafka_bridge:metrics().
+
+%%--------------------------------------------------------------------
+%% EMQX-shaped terms (see shared/emqx-plugin-api.md)
+%%--------------------------------------------------------------------
+
+message(From, Topic, Payload) ->
+    message(From, Topic, Payload, #{}).
+
+%% @doc A #message{} record: {message, Id, QoS, From, Flags, Headers, Topic,
+%% Payload, Timestamp, Extra}. Opts may set qos, flags, headers, id,
+%% timestamp and extra.
+message(From, Topic, Payload, Opts) ->
+    {message,
+     maps:get(id, Opts, crypto:strong_rand_bytes(16)),
+     maps:get(qos, Opts, 1),
+     From,
+     maps:get(flags, Opts, #{dup => false, retain => false}),
+     maps:get(headers, Opts, #{username => <<"user-", From/binary>>,
+                               peerhost => {192, 0, 2, 10},
+                               proto_ver => 5,
+                               protocol => mqtt,
+                               peername => {{192, 0, 2, 10}, 51234},
+                               properties => #{}}),
+     Topic,
+     Payload,
+     maps:get(timestamp, Opts, erlang:system_time(millisecond)),
+     maps:get(extra, Opts, #{})}.
+
+client_info(ClientId) ->
+    #{zone => default, protocol => mqtt, peerhost => {198, 51, 100, 7}, sockport => 1883,
+      clientid => ClientId, username => <<"user-", ClientId/binary>>, is_bridge => false,
+      is_superuser => false, mountpoint => undefined, cn => <<"cn">>, client_attrs => #{}}.
+
+conn_info(ClientId) ->
+    #{socktype => tcp, sockname => {{127, 0, 0, 1}, 1883}, peername => {{198, 51, 100, 7}, 40000},
+      conn_mod => emqx_connection, proto_name => <<"MQTT">>, proto_ver => 5, clean_start => true,
+      clientid => ClientId, username => <<"user-", ClientId/binary>>, conn_props => #{},
+      connected_at => 1700000000123, keepalive => 60, receive_maximum => 32,
+      expiry_interval => 7200}.
+
+%% @doc A fresh name for a topic or client.
+unique(Prefix) ->
+    iolist_to_binary([Prefix, "_", integer_to_list(erlang:unique_integer([positive]))]).
+
+%% @doc Threads of this OS process (the VM), from /proc/self/task.
+thread_count() ->
+    {ok, Tasks} = file:list_dir("/proc/self/task"),
+    length(Tasks).
