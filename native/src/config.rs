@@ -81,6 +81,9 @@ pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("compression.type", "lz4"),
     ("partitioner", "murmur2_random"),
     ("enable.idempotence", "false"),
+    // Room for a 1 MB MQTT payload encoded as base64 JSON; the topic's
+    // max.message.bytes on the broker must allow it too.
+    ("message.max.bytes", "2097152"),
 ];
 
 /// Properties whose values must never reach a log line, an error or status().
