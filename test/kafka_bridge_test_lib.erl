@@ -3,8 +3,9 @@
 %% rdkafka 0.39 consumer), and EMQX-shaped hook arguments.
 -module(kafka_bridge_test_lib).
 
--export([start_broker/1, start_broker/2, stop_broker/1, kill_broker/1, restart_broker/1,
+-export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, kill_broker/1, restart_broker/1,
          bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1,
+         capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
          thread_count/0]).
@@ -21,8 +22,10 @@ start_broker(Dir) ->
 
 %% @doc Storage is "memory://tansu/" or "sqlite://FILE" (relative to Dir).
 start_broker(Dir, Storage) ->
+    start_broker(Dir, Storage, free_port()).
+
+start_broker(Dir, Storage, Port) ->
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    Port = free_port(),
     Broker = #{port => Port, dir => Dir, storage => Storage},
     Broker#{os_pid => launch(Broker)}.
 
@@ -202,3 +205,31 @@ unique(Prefix) ->
 thread_count() ->
     {ok, Tasks} = file:list_dir("/proc/self/task"),
     length(Tasks).
+
+%%--------------------------------------------------------------------
+%% Log capture: a logger handler forwarding the bridge's lines here.
+%%--------------------------------------------------------------------
+
+capture_logs() ->
+    _ = logger:remove_handler(kafka_bridge_capture),
+    ok = logger:add_handler(kafka_bridge_capture, ?MODULE, #{config => #{pid => self()}}).
+
+%% logger handler callback
+log(#{msg := Msg}, #{config := #{pid := Pid}}) ->
+    Text = case Msg of
+               {string, S} -> S;
+               {report, R} -> io_lib:format("~p", [R]);
+               {Format, Args} -> io_lib:format(Format, Args)
+           end,
+    Pid ! {captured_log, unicode:characters_to_binary(Text)}.
+
+%% @doc The captured lines that mention the bridge.
+captured_logs() ->
+    receive
+        {captured_log, Text} ->
+            case binary:match(Text, <<"emqx_plugin_kafka_bridge">>) of
+                nomatch -> captured_logs();
+                _ -> [Text | captured_logs()]
+            end
+    after 0 -> []
+    end.

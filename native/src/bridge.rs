@@ -43,7 +43,7 @@ impl Bridge {
         let buffer = &config.buffer;
         let queue = Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow);
         let shared = Arc::new(Shared::new(queue, logger));
-        let producer = ProducerHandle::start(shared.clone(), &config.kafka, topics_to_create(&config, &routing))?;
+        let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, topics_to_create(&config, &routing))?;
         Ok(Bridge {
             shared,
             routing: ArcSwap::from_pointee(routing),
@@ -115,7 +115,7 @@ impl Bridge {
         let routing = Routing::compile(&config)?;
         if config.kafka != old.kafka {
             let topics = topics_to_create(&config, &routing);
-            let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, topics)?;
+            let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics)?;
             self.routing.store(Arc::new(routing));
             if let Some(old_producer) = control.producer.replace(new_producer) {
                 old_producer.retire(Duration::from_millis(config.buffer.flush_timeout_ms));

@@ -95,7 +95,7 @@ fn parse_config(term: Term) -> Result<config::Config, String> {
     let value = terms::to_json(term).map_err(|e| format!("config: {e}"))?;
     let config = config::parse(&value)?;
     // Let librdkafka check every property now, so a typo fails the start.
-    let client = producer::client_config(&config.kafka, config.buffer.max_bytes);
+    let client = producer::client_config(&config.kafka, &config.buffer);
     client.create_native_config().map_err(|e| producer::config_error(&e, &config.kafka))?;
     Ok(config)
 }
@@ -184,6 +184,11 @@ fn emit_dirty<'a>(env: Env<'a>, bridge: Term<'a>, hook: Term<'a>, a1: Term<'a>, 
     emit_impl(env, &[bridge, hook, a1, a2, a3], true)
 }
 
+/// Records the bridge holds that librdkafka does not have yet.
+fn queue_len(shared: &producer::Shared) -> u64 {
+    (shared.queue.held() as u64).saturating_sub(shared.metrics.inflight.load(Relaxed))
+}
+
 /// `metrics(Bridge) -> map()`
 #[rustler::nif]
 fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
@@ -205,7 +210,7 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("failed", load(&m.failed)),
             ("retried", load(&m.retried)),
             ("requeued", load(&m.requeued)),
-            ("queue_len", shared.queue.len() as u64),
+            ("queue_len", queue_len(shared)),
             ("queue_bytes", shared.queue.budget_used() as u64),
             ("inflight", load(&m.inflight)),
         ];
@@ -247,7 +252,7 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("state", state.encode(env)),
             ("last_error", shared.status.last_error().encode(env)),
             ("running", bridge.0.is_running().encode(env)),
-            ("queue_len", (shared.queue.len() as u64).encode(env)),
+            ("queue_len", queue_len(shared).encode(env)),
             ("queue_bytes", (shared.queue.budget_used() as u64).encode(env)),
             ("max_messages", (shared.queue.max_messages() as u64).encode(env)),
             ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),

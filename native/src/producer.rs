@@ -21,7 +21,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use crate::config::{is_secret, KafkaConfig};
+use crate::config::{is_secret, BufferConfig, KafkaConfig};
 use crate::log::{Level, Logger};
 use crate::metrics::{inc, Metrics};
 use crate::queue::{Queue, Record};
@@ -189,14 +189,15 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// librdkafka's client config for `kafka`, with the queue bound to our budget.
-pub fn client_config(kafka: &KafkaConfig, max_bytes: usize) -> ClientConfig {
+/// librdkafka's client config for `kafka`. librdkafka's own queue gets half
+/// of each budget: the rest stays in our queue, where `drop_oldest` can
+/// still evict during an outage.
+pub fn client_config(kafka: &KafkaConfig, buffer: &BufferConfig) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
     config.set("statistics.interval.ms", "1000");
-    // librdkafka's own queue never holds more than our whole budget.
-    config.set("queue.buffering.max.kbytes", (max_bytes / 1024).clamp(1, 2_097_151).to_string());
-    config.set("queue.buffering.max.messages", "2147483647");
+    config.set("queue.buffering.max.kbytes", (buffer.max_bytes / 2048).clamp(1, 2_097_151).to_string());
+    config.set("queue.buffering.max.messages", (buffer.max_messages / 2).clamp(1, 2_147_483_647).to_string());
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }
@@ -228,10 +229,15 @@ pub struct ProducerHandle {
 
 impl ProducerHandle {
     /// Starts a producer; `create` names topics to create before producing.
-    pub fn start(shared: Arc<Shared>, kafka: &KafkaConfig, create: Vec<String>) -> Result<ProducerHandle, String> {
+    pub fn start(
+        shared: Arc<Shared>,
+        kafka: &KafkaConfig,
+        buffer: &BufferConfig,
+        create: Vec<String>,
+    ) -> Result<ProducerHandle, String> {
         let mode = Arc::new(AtomicU8::new(RUN));
         let context = Context { shared: shared.clone(), mode: mode.clone(), retries_seen: AtomicI64::new(0) };
-        let producer: BaseProducer<Context> = client_config(kafka, shared.queue.max_bytes())
+        let producer: BaseProducer<Context> = client_config(kafka, buffer)
             .create_with_context(context)
             .map_err(|e| config_error(&e, kafka))?;
         let deadline = Arc::new(Mutex::new(None));
@@ -239,7 +245,7 @@ impl ProducerHandle {
             None
         } else {
             let admin: AdminClient<DefaultClientContext> =
-                client_config(kafka, shared.queue.max_bytes()).create().map_err(|e| config_error(&e, kafka))?;
+                client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
             Some(TopicCreator { admin, names: create, partitions: kafka.partitions, replication: kafka.replication_factor })
         };
         let thread = {

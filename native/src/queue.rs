@@ -1,8 +1,8 @@
 //! The bounded hand-off between hooks and the producer thread.
 //!
-//! Two limits hold at once: a message count (the channel's capacity) and a
-//! byte budget that covers both this queue and what librdkafka still holds,
-//! so memory stays bounded during a broker outage. Pushing never blocks.
+//! Two limits hold at once, a message count and a byte budget, and both
+//! cover this queue plus what librdkafka still holds, so memory stays
+//! bounded during a broker outage. Pushing never blocks.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -48,7 +48,10 @@ pub struct Queue {
     rx: Receiver<Record>,
     /// Bytes of records in this queue plus those inside librdkafka.
     budget_used: AtomicUsize,
+    /// Records in this queue plus those inside librdkafka.
+    held: AtomicUsize,
     max_bytes: usize,
+    max_messages: usize,
     overflow: Overflow,
 }
 
@@ -60,7 +63,7 @@ pub enum Pushed {
 impl Queue {
     pub fn new(max_messages: usize, max_bytes: usize, overflow: Overflow) -> Queue {
         let (tx, rx) = crossbeam_channel::bounded(max_messages);
-        Queue { tx, rx, budget_used: AtomicUsize::new(0), max_bytes, overflow }
+        Queue { tx, rx, budget_used: AtomicUsize::new(0), held: AtomicUsize::new(0), max_bytes, max_messages, overflow }
     }
 
     pub fn receiver(&self) -> &Receiver<Record> {
@@ -97,6 +100,7 @@ impl Queue {
     /// switch); waits for room since it runs on the producer's thread.
     pub fn requeue(&self, record: Record, timeout: std::time::Duration) -> Result<(), Record> {
         self.budget_used.fetch_add(record.budget_bytes(), Relaxed);
+        self.held.fetch_add(1, Relaxed);
         self.tx.send_timeout(record, timeout).map_err(|e| {
             let record = e.into_inner();
             self.release(record.budget_bytes());
@@ -106,15 +110,18 @@ impl Queue {
 
     fn reserve(&self, size: usize) -> bool {
         let before = self.budget_used.fetch_add(size, Relaxed);
-        if before + size > self.max_bytes {
-            self.budget_used.fetch_sub(size, Relaxed);
+        let held_before = self.held.fetch_add(1, Relaxed);
+        if before + size > self.max_bytes || held_before >= self.max_messages {
+            self.release(size);
             return false;
         }
         true
     }
 
+    /// Gives back the budget of one record (delivered, failed or dropped).
     pub fn release(&self, size: usize) {
         self.budget_used.fetch_sub(size, Relaxed);
+        self.held.fetch_sub(1, Relaxed);
     }
 
     fn evict_oldest(&self, metrics: &Metrics) -> bool {
@@ -128,8 +135,10 @@ impl Queue {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.rx.len()
+    /// Records counted against `max_messages`: queued, in the producer's
+    /// hands, or inside librdkafka.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
     }
 
     pub fn budget_used(&self) -> usize {
@@ -141,7 +150,7 @@ impl Queue {
     }
 
     pub fn max_messages(&self) -> usize {
-        self.tx.capacity().unwrap_or(usize::MAX)
+        self.max_messages
     }
 }
 
@@ -160,7 +169,7 @@ mod tests {
         for _ in 0..5 {
             queue.push(record(10), &metrics);
         }
-        assert_eq!(queue.len(), 3);
+        assert_eq!(queue.receiver().len(), 3);
         assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
     }
 
@@ -172,7 +181,7 @@ mod tests {
         for _ in 0..4 {
             queue.push(record(100), &metrics);
         }
-        assert_eq!(queue.len(), 2);
+        assert_eq!(queue.receiver().len(), 2);
         assert_eq!(queue.budget_used(), size * 2);
         assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
     }

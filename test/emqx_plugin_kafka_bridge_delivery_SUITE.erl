@@ -1,0 +1,309 @@
+%% @doc Delivery guarantees against a real broker: outages with a
+%% restartable (sqlite) tansu, overflow accounting, starting without Kafka,
+%% missing topics, clean stop, thread hygiene, metrics and secrets.
+-module(emqx_plugin_kafka_bridge_delivery_SUITE).
+
+-compile([export_all, nowarn_export_all]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, unique/1]).
+
+all() ->
+    [outage_loses_nothing, too_small_budget_counts_every_drop, drop_oldest_keeps_newest,
+     starts_and_buffers_without_kafka, missing_topic_created_when_asked,
+     missing_topic_fails_counted_and_logged_once, stop_flushes_queue,
+     stop_counts_undelivered_after_timeout, start_stop_twenty_times_leaks_no_threads,
+     metrics_and_prometheus_text, librdkafka_rejects_property, secrets_never_shown].
+
+init_per_testcase(_Case, Config) ->
+    Dir = filename:join(?config(priv_dir, Config), unique(<<"broker">>)),
+    [{dir, Dir} | Config].
+
+end_per_testcase(_Case, Config) ->
+    kafka_bridge_test_lib:stop_bridge(),
+    emqx_hooks:reset(),
+    _ = logger:remove_handler(kafka_bridge_capture),
+    case ?config(broker, Config) of
+        undefined -> ok;
+        Broker -> kafka_bridge_test_lib:stop_broker(Broker)
+    end.
+
+%% Brokers are started inside test cases; remember them for cleanup.
+broker(Dir, Storage) ->
+    Broker = kafka_bridge_test_lib:start_broker(Dir, Storage),
+    put(broker, Broker),
+    Broker.
+
+publish_range(From, To, Topic) ->
+    [emqx_hooks:run_fold('message.publish', [],
+                         message(<<"c", (integer_to_binary(I rem 97))/binary>>, Topic,
+                                 <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
+     || I <- lists:seq(From, To)],
+    ok.
+
+ids(Records) ->
+    [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
+
+start(Broker, Topic, Overrides) ->
+    Config = kafka_bridge_test_lib:config(
+               Broker, kafka_bridge_test_lib:deep_merge(
+                         #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}}, Overrides)),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config).
+
+metric(Name) ->
+    maps:get(Name, emqx_plugin_kafka_bridge:metrics()).
+
+%% Polls queue_bytes while Fun runs, returns the largest value seen.
+max_queue_bytes_during(Fun) ->
+    Self = self(),
+    Sampler = spawn_link(fun() -> sample_loop(Self, 0) end),
+    Fun(),
+    Sampler ! {stop, Self},
+    receive {max_queue_bytes, Max} -> Max end.
+
+sample_loop(Parent, Max) ->
+    receive {stop, Parent} -> Parent ! {max_queue_bytes, Max}
+    after 20 -> sample_loop(Parent, max(Max, maps:get(queue_bytes, emqx_plugin_kafka_bridge:metrics(), 0)))
+    end.
+
+%%--------------------------------------------------------------------
+
+%% 50 000 events at full speed, the broker killed (-9) for 10 s in the
+%% middle: every event arrives, counted by id.
+outage_loses_nothing(Config) ->
+    Broker = broker(?config(dir, Config), "sqlite://tansu.db"),
+    Topic = unique(<<"outage">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    MaxBytes = 64 * 1024 * 1024,
+    start(Broker, Topic, #{<<"buffer">> => #{<<"max_bytes">> => MaxBytes}}),
+    N = 50000,
+    MaxSeen = max_queue_bytes_during(
+                fun() ->
+                        publish_range(1, N div 2, <<"out/age">>),
+                        kafka_bridge_test_lib:kill_broker(Broker),
+                        Killed = erlang:monotonic_time(millisecond),
+                        publish_range(N div 2 + 1, N, <<"out/age">>),
+                        ct:log("during outage: ~p", [emqx_plugin_kafka_bridge:status()]),
+                        timer:sleep(max(0, 10000 - (erlang:monotonic_time(millisecond) - Killed))),
+                        put(broker, kafka_bridge_test_lib:restart_broker(Broker)),
+                        kafka_bridge_test_lib:wait_for_delivered(N, 120000)
+                end),
+    Metrics = emqx_plugin_kafka_bridge:metrics(),
+    ct:log("metrics: ~p~nmax queue_bytes: ~p", [Metrics, MaxSeen]),
+    ?assertMatch(#{received := N, enqueued := N, delivered := N, failed := 0, dropped := 0}, Metrics),
+    ?assert(MaxSeen =< MaxBytes),
+    Records = consume(get(broker), Topic, N + 1000, 10000),
+    Unique = lists:usort(ids(Records)),
+    Duplicates = length(Records) - length(Unique),
+    ct:comment("~b records read, ~b unique, ~b duplicates", [length(Records), length(Unique), Duplicates]),
+    ?assertEqual(lists:seq(1, N), Unique).
+
+%% A budget far too small for the outage: what did not arrive is exactly
+%% what was counted as dropped.
+too_small_budget_counts_every_drop(Config) ->
+    Broker = broker(?config(dir, Config), "sqlite://tansu.db"),
+    Topic = unique(<<"small">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, #{<<"buffer">> => #{<<"max_bytes">> => 256 * 1024, <<"max_messages">> => 100000}}),
+    N = 20000,
+    publish_range(1, 1000, <<"s/1">>),
+    kafka_bridge_test_lib:wait_for_delivered(1000, 30000),
+    kafka_bridge_test_lib:kill_broker(Broker),
+    publish_range(1001, N, <<"s/1">>),
+    Dropped = metric(dropped_queue_full),
+    ?assert(Dropped > 0),
+    put(broker, kafka_bridge_test_lib:restart_broker(Broker)),
+    Metrics = kafka_bridge_test_lib:wait_for_delivered(N - Dropped, 120000),
+    ct:log("metrics: ~p", [Metrics]),
+    ?assertMatch(#{received := N, failed := 0, queue_len := 0}, Metrics),
+    ?assertEqual(N - Dropped, maps:get(delivered, Metrics)),
+    Unique = lists:usort(ids(consume(get(broker), Topic, N, 10000))),
+    ?assertEqual(N - Dropped, length(Unique)).
+
+%% No broker while 25 events come in with room for 10 (queue plus
+%% librdkafka): 15 drops are counted, and drop_oldest keeps the newest of
+%% those still in the bridge's own queue.
+drop_oldest_keeps_newest(Config) ->
+    Port = kafka_bridge_test_lib:free_port(),
+    Topic = unique(<<"oldest">>),
+    Config1 = #{<<"kafka">> => #{<<"bootstrap_servers">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)])},
+                <<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+                <<"buffer">> => #{<<"max_messages">> => 10, <<"overflow">> => <<"drop_oldest">>}},
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config1),
+    publish_range(1, 25, <<"d/o">>),
+    Metrics = emqx_plugin_kafka_bridge:metrics(),
+    ct:log("~p", [Metrics]),
+    ?assertMatch(#{received := 25, dropped_queue_full := 15}, Metrics),
+    ?assertEqual(10, maps:get(queue_len, Metrics) + maps:get(inflight, Metrics)),
+    Broker = broker(?config(dir, Config), "memory://tansu/", Port),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    kafka_bridge_test_lib:wait_for_delivered(10, 60000),
+    Arrived = lists:usort(ids(consume(Broker, Topic, 10, 5000))),
+    ct:log("arrived: ~w", [Arrived]),
+    ?assertEqual(10, length(Arrived)),
+    ?assertEqual([22, 23, 24, 25], lists:nthtail(6, Arrived)).
+
+%% The bridge starts with no broker, buffers, reports its state, and
+%% delivers everything once the broker appears.
+starts_and_buffers_without_kafka(Config) ->
+    Port = kafka_bridge_test_lib:free_port(),
+    Topic = unique(<<"late">>),
+    Config1 = #{<<"kafka">> => #{<<"bootstrap_servers">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)])},
+                <<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}},
+    kafka_bridge_test_lib:capture_logs(),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config1),
+    ?assertMatch(#{state := connecting}, emqx_plugin_kafka_bridge:status()),
+    publish_range(1, 500, <<"l/1">>),
+    ok = kafka_bridge_test_lib:wait_until(
+           fun() -> maps:get(state, emqx_plugin_kafka_bridge:status()) =:= disconnected end, 15000),
+    #{last_error := LastError} = emqx_plugin_kafka_bridge:status(),
+    ct:log("status while down: ~p", [emqx_plugin_kafka_bridge:status()]),
+    ?assertNotEqual(<<>>, LastError),
+    ?assertEqual(500, metric(queue_len) + metric(inflight)),
+    timer:sleep(3000),
+    Logs = kafka_bridge_test_lib:captured_logs(),
+    ct:log("~p log lines while down: ~p", [length(Logs), Logs]),
+    %% Rate-limited: a handful of lines for the outage, not one per message.
+    ?assert(length(Logs) < 20),
+    Broker = broker(?config(dir, Config), "memory://tansu/", Port),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ?assertMatch(#{delivered := 500, failed := 0}, kafka_bridge_test_lib:wait_for_delivered(500, 60000)),
+    ?assertMatch(#{state := connected}, emqx_plugin_kafka_bridge:status()),
+    ?assertEqual(lists:seq(1, 500), lists:usort(ids(consume(Broker, Topic, 500, 5000)))).
+
+broker(Dir, Storage, Port) ->
+    Broker = kafka_bridge_test_lib:start_broker(Dir, Storage, Port),
+    put(broker, Broker),
+    Broker.
+
+missing_topic_created_when_asked(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"created">>),
+    start(Broker, Topic, #{<<"kafka">> => #{<<"create_topics">> => true, <<"partitions">> => 2}}),
+    publish_range(1, 100, <<"c/1">>),
+    ?assertMatch(#{delivered := 100, failed := 0}, kafka_bridge_test_lib:wait_for_delivered(100, 30000)),
+    Records = consume(Broker, Topic, 100, 5000),
+    ?assertEqual(lists:seq(1, 100), lists:usort(ids(Records))),
+    ?assertEqual([0, 1], lists:usort([P || #{partition := P} <- Records])).
+
+missing_topic_fails_counted_and_logged_once(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"missing">>),
+    kafka_bridge_test_lib:capture_logs(),
+    start(Broker, Topic, #{}),
+    publish_range(1, 50, <<"m/1">>),
+    Metrics = kafka_bridge_test_lib:wait_for_delivered(50, 90000),
+    ct:log("metrics: ~p", [Metrics]),
+    ?assertMatch(#{failed := 50, delivered := 0}, Metrics),
+    ?assertEqual(#{delivered => 0, failed => 50}, maps:get(Topic, maps:get(topics, Metrics))),
+    Mentions = [L || L <- kafka_bridge_test_lib:captured_logs(), binary:match(L, Topic) =/= nomatch],
+    ct:log("log lines: ~p", [Mentions]),
+    ?assertEqual(1, length(Mentions)),
+    ?assertNotEqual(nomatch, binary:match(maps:get(last_error, emqx_plugin_kafka_bridge:status()), Topic)).
+
+stop_flushes_queue(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"flush">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, #{}),
+    publish_range(1, 20000, <<"f/1">>),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Metrics = emqx_plugin_kafka_bridge:metrics(),
+    ?assertMatch(#{delivered := 20000, dropped_on_stop := 0, queue_len := 0, inflight := 0}, Metrics),
+    ?assertEqual(lists:seq(1, 20000), lists:usort(ids(consume(Broker, Topic, 20000, 5000)))).
+
+stop_counts_undelivered_after_timeout(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"undelivered">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, #{<<"buffer">> => #{<<"flush_timeout">> => <<"1s">>}}),
+    publish_range(1, 10, <<"u/1">>),
+    kafka_bridge_test_lib:wait_for_delivered(10, 10000),
+    kafka_bridge_test_lib:kill_broker(Broker),
+    publish_range(11, 310, <<"u/1">>),
+    kafka_bridge_test_lib:capture_logs(),
+    {Micros, ok} = timer:tc(fun kafka_bridge_test_lib:stop_bridge/0),
+    ct:log("stop took ~b ms", [Micros div 1000]),
+    ?assert(Micros < 5000000),
+    ?assertMatch(#{delivered := 10, dropped_on_stop := 300, queue_len := 0, inflight := 0},
+                 emqx_plugin_kafka_bridge:metrics()),
+    Logs = kafka_bridge_test_lib:captured_logs(),
+    ?assert(lists:any(fun(L) -> binary:match(L, <<"300 events undelivered">>) =/= nomatch end, Logs)),
+    %% Hooks were removed before the flush: later events never reach the NIF.
+    ?assertEqual([], emqx_hooks:lookup('message.publish')).
+
+start_stop_twenty_times_leaks_no_threads(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"cycle">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    %% One warm-up cycle, so lazily started VM threads are not counted.
+    start(Broker, Topic, #{}),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Before = kafka_bridge_test_lib:thread_count(),
+    lists:foreach(fun(I) ->
+                          start(Broker, Topic, #{}),
+                          publish_range(I * 10 + 1, I * 10 + 10, <<"cy/1">>),
+                          ok = kafka_bridge_test_lib:stop_bridge(),
+                          ?assertMatch(#{delivered := 10, dropped := 0}, emqx_plugin_kafka_bridge:metrics())
+                  end, lists:seq(1, 20)),
+    After = kafka_bridge_test_lib:thread_count(),
+    ct:log("threads before ~b, after ~b", [Before, After]),
+    ?assertEqual(Before, After),
+    ?assertEqual(lists:seq(11, 210), lists:usort(ids(consume(Broker, Topic, 200, 5000)))).
+
+metrics_and_prometheus_text(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Topic = unique(<<"metrics">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, #{<<"events">> => #{<<"message_publish">> => #{<<"filters">> => [<<"keep/#">>]}}}),
+    publish_range(1, 30, <<"keep/1">>),
+    publish_range(31, 40, <<"skip/1">>),
+    M = kafka_bridge_test_lib:wait_for_delivered(30, 10000),
+    ?assertMatch(#{received := 40, filtered_out := 10, enqueued := 30, delivered := 30, failed := 0,
+                   dropped_queue_full := 0, dropped_on_stop := 0, retried := 0, queue_len := 0,
+                   queue_bytes := 0, inflight := 0}, M),
+    #{delivery_latency_ms := #{p50 := P50, p99 := P99}} = M,
+    ?assert(P50 > 0 andalso P50 =< P99),
+    Text = emqx_plugin_kafka_bridge:metrics_text(),
+    ct:log("~s", [Text]),
+    [?assertNotEqual(nomatch, binary:match(Text, Line))
+     || Line <- [<<"emqx_kafka_bridge_received_total 40\n">>, <<"emqx_kafka_bridge_delivered_total 30\n">>,
+                 <<"emqx_kafka_bridge_filtered_out_total 10\n">>, <<"emqx_kafka_bridge_connected 1\n">>,
+                 <<"# TYPE emqx_kafka_bridge_queue_len gauge\n">>,
+                 <<"emqx_kafka_bridge_topic_delivered_total{topic=\"", Topic/binary, "\"} 30\n">>]].
+
+librdkafka_rejects_property(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Bad = kafka_bridge_test_lib:config(Broker, #{<<"kafka">> => #{<<"properties">> => #{<<"linger.ms">> => <<"soon">>}}}),
+    {error, Reason} = kafka_bridge_test_lib:start_bridge(Bad),
+    Text = iolist_to_binary(io_lib:format("~p", [Reason])),
+    ct:log("~s", [Text]),
+    ?assertNotEqual(nomatch, binary:match(Text, <<"kafka.properties.linger.ms">>)),
+    ?assertNotEqual(nomatch, binary:match(Text, <<"Invalid value">>)).
+
+secrets_never_shown(Config) ->
+    Broker = broker(?config(dir, Config), "memory://tansu/"),
+    Secret = <<"hunter2-very-secret">>,
+    kafka_bridge_test_lib:capture_logs(),
+    %% sasl.password is a librdkafka property; the invalid sasl.mechanisms
+    %% makes librdkafka reject the config.
+    Bad = kafka_bridge_test_lib:config(Broker, #{<<"kafka">> => #{<<"properties">> =>
+              #{<<"sasl.password">> => Secret, <<"ssl.key.password">> => Secret,
+                <<"sasl.mechanisms">> => Secret}}}),
+    {error, Reason} = kafka_bridge_test_lib:start_bridge(Bad),
+    Text = iolist_to_binary(io_lib:format("~p", [Reason])),
+    ct:log("~s", [Text]),
+    ?assertEqual(nomatch, binary:match(Text, Secret)),
+    %% A valid config with secrets: nothing in status, metrics or logs.
+    Topic = unique(<<"secret">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, #{<<"kafka">> => #{<<"properties">> => #{<<"sasl.password">> => Secret}}}),
+    publish_range(1, 5, <<"s/1">>),
+    kafka_bridge_test_lib:wait_for_delivered(5, 10000),
+    Everything = iolist_to_binary(io_lib:format("~p ~p ~s ~p", [emqx_plugin_kafka_bridge:status(),
+                                                                emqx_plugin_kafka_bridge:metrics(),
+                                                                emqx_plugin_kafka_bridge:metrics_text(),
+                                                                kafka_bridge_test_lib:captured_logs()])),
+    ?assertEqual(nomatch, binary:match(Everything, Secret)).
