@@ -445,3 +445,82 @@ mod tests {
         assert!(error_of(v).starts_with("buffer.max_messages: expected an integer >= 1"));
     }
 }
+
+/// The shipped `priv/config.hocon` and `priv/config_schema.avsc` must hold
+/// every key, each with the parser's default.
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeSet;
+
+    fn key_paths(value: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        if let Value::Object(map) = value {
+            for (key, child) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                if key != "properties" {
+                    key_paths(child, &path, out);
+                }
+                out.insert(path);
+            }
+        }
+    }
+
+    /// The config an Avro reader would produce from the schema's defaults.
+    fn avro_defaults(schema: &Value) -> Value {
+        match schema.get("type") {
+            Some(Value::String(t)) if t == "record" => {
+                let mut out = serde_json::Map::new();
+                for field in schema["fields"].as_array().unwrap() {
+                    let name = field["name"].as_str().unwrap().to_string();
+                    let value = match field.get("default") {
+                        Some(default) => default.clone(),
+                        None if field["type"].is_object() => avro_defaults(&field["type"]),
+                        None => json!("127.0.0.1:9092"),
+                    };
+                    out.insert(name, value);
+                }
+                Value::Object(out)
+            }
+            _ => unreachable!("records only at the top of fields"),
+        }
+    }
+
+    fn defaults() -> Config {
+        parse(&json!({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}})).unwrap()
+    }
+
+    fn hocon_value() -> Value {
+        fn to_json(h: hocon::Hocon) -> Value {
+            use hocon::Hocon::*;
+            match h {
+                Real(f) => json!(f),
+                Integer(i) => json!(i),
+                String(s) => json!(s),
+                Boolean(b) => json!(b),
+                Array(items) => Value::Array(items.into_iter().map(to_json).collect()),
+                Hash(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+                Null => Value::Null,
+                BadValue(e) => panic!("bad value in config.hocon: {e}"),
+            }
+        }
+        to_json(hocon::HoconLoader::new().load_file("../priv/config.hocon").unwrap().hocon().unwrap())
+    }
+
+    #[test]
+    fn config_hocon_is_exactly_the_defaults() {
+        assert_eq!(parse(&hocon_value()).unwrap(), defaults());
+    }
+
+    #[test]
+    fn avro_schema_defaults_match_and_cover_every_key() {
+        let text = std::fs::read_to_string("../priv/config_schema.avsc").unwrap();
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        let from_schema = avro_defaults(&schema);
+        assert_eq!(parse(&from_schema).unwrap(), defaults());
+        let (mut in_schema, mut in_hocon) = (BTreeSet::new(), BTreeSet::new());
+        key_paths(&from_schema, "", &mut in_schema);
+        key_paths(&hocon_value(), "", &mut in_hocon);
+        assert_eq!(in_schema, in_hocon);
+    }
+}

@@ -9,6 +9,9 @@
 //!   where Json is the value decoded as JSON (maps with binary keys, `null`
 //!   as the atom null) or the atom `not_json`.
 //!
+//! `kafka_tool json-term FILE`
+//!   prints FILE's JSON as one Erlang term (OTP 25 has no JSON module).
+//!
 //! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
 //!   the benchmark's baseline: sends COUNT records whose values are the
 //!   lines of FILE (cycled), keyed like the bridge, with the given librdkafka
@@ -30,8 +33,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("consume") if args.len() == 6 => consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5]),
+        Some("json-term") if args.len() == 2 => json_term(&args[1]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
-        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]".into()),
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE \
+                  | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]"
+            .into()),
     };
     if let Err(e) = result {
         eprintln!("kafka_tool: {e}");
@@ -121,6 +127,13 @@ fn erl(value: &serde_json::Value) -> String {
             format!("#{{{}}}", pairs.join(","))
         }
     }
+}
+
+fn json_term(file: &str) -> Result<(), String> {
+    let text = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?;
+    println!("{}.", erl(&value));
+    Ok(())
 }
 
 fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[String]) -> Result<(), String> {

@@ -1,0 +1,279 @@
+%% @doc The plugin as EMQX 5 runs it: the tarball, loading from the
+%% unpacked package alone, config sources, live reconfiguration, health
+%% checks and the ctl command.
+-module(emqx_plugin_kafka_bridge_plugin_SUITE).
+
+-compile([export_all, nowarn_export_all]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, unique/1]).
+
+-define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
+
+all() ->
+    [tarball_layout_and_release_json, app_starts_from_unpacked_tarball, config_from_emqx_plugins,
+     config_file_from_env_var, config_changes_are_validated, hot_reload_routes_loses_nothing,
+     hot_reload_enables_and_disables_hooks, hot_reload_broker_address, health_check_states,
+     ctl_commands].
+
+init_per_suite(Config) ->
+    Broker = kafka_bridge_test_lib:start_broker(filename:join(?config(priv_dir, Config), "broker")),
+    [{broker, Broker} | Config].
+
+end_per_suite(Config) ->
+    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+
+end_per_testcase(_Case, _Config) ->
+    kafka_bridge_test_lib:stop_bridge(),
+    emqx_hooks:reset(),
+    emqx_plugins:set_config(list_to_binary(?NAME_VSN), #{}),
+    os:unsetenv("EMQX_KAFKA_BRIDGE_CONFIG").
+
+publish(From, Topic, I) ->
+    emqx_hooks:run_fold('message.publish', [], message(From, Topic, integer_to_binary(I), #{id => <<I:128>>})).
+
+ids(Records) ->
+    [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
+
+topic(Config) ->
+    Topic = unique(<<"plugin">>),
+    ok = kafka_bridge_test_lib:create_topic(?config(broker, Config), Topic),
+    Topic.
+
+publish_config(Config, Topic, Overrides) ->
+    kafka_bridge_test_lib:config(?config(broker, Config),
+                                 kafka_bridge_test_lib:deep_merge(
+                                   #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}},
+                                   Overrides)).
+
+json_file(Path) ->
+    Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
+    {ok, Tokens, _} = erl_scan:string(os:cmd(Tool ++ " json-term '" ++ Path ++ "'")),
+    {ok, Term} = erl_parse:parse_term(Tokens),
+    Term.
+
+unpack_tarball(Config) ->
+    Tarball = filename:join([kafka_bridge_test_lib:project_root(), "_build", "plugins", ?NAME_VSN ++ ".tar.gz"]),
+    Dir = filename:join(?config(priv_dir, Config), binary_to_list(unique(<<"unpacked">>))),
+    ok = erl_tar:extract(Tarball, [{cwd, Dir}, compressed]),
+    {Tarball, Dir}.
+
+%%--------------------------------------------------------------------
+
+tarball_layout_and_release_json(Config) ->
+    {Tarball, Dir} = unpack_tarball(Config),
+    {ok, Sha} = file:read_file(Tarball ++ ".sha256"),
+    {ok, Bytes} = file:read_file(Tarball),
+    Hex = binary:encode_hex(crypto:hash(sha256, Bytes)),
+    ?assertEqual(string:lowercase(Hex), hd(binary:split(Sha, <<" ">>))),
+    ?assertEqual({ok, [?NAME_VSN]}, file:list_dir(Dir)),
+    Top = filename:join(Dir, ?NAME_VSN),
+    {ok, TopFiles} = file:list_dir(Top),
+    ?assertEqual(["README.md", "emqx_plugin_kafka_bridge-0.1.0", "release.json"], lists:sort(TopFiles)),
+    App = filename:join(Top, "emqx_plugin_kafka_bridge-0.1.0"),
+    ?assertEqual({ok, ["ebin", "priv"]}, sort(file:list_dir(App))),
+    {ok, Priv} = file:list_dir(filename:join(App, "priv")),
+    ?assertEqual(["config.hocon", "config_schema.avsc", "libkafka_bridge_nif.so"], lists:sort(Priv)),
+    {ok, Ebin} = file:list_dir(filename:join(App, "ebin")),
+    ?assert(lists:member("emqx_plugin_kafka_bridge.app", Ebin)),
+    ?assert(lists:member("emqx_plugin_kafka_bridge_app.beam", Ebin)),
+    ?assertNot(lists:member("emqx_hooks.beam", Ebin)),
+    Release = json_file(filename:join(Top, "release.json")),
+    ct:log("release.json: ~p", [Release]),
+    ?assertMatch(#{<<"name">> := <<"emqx_plugin_kafka_bridge">>, <<"rel_vsn">> := <<"0.1.0">>,
+                   <<"rel_apps">> := [<<"emqx_plugin_kafka_bridge-0.1.0">>], <<"description">> := <<_/binary>>,
+                   <<"authors">> := [_ | _], <<"builder">> := #{<<"name">> := _, <<"contact">> := _, <<"website">> := _},
+                   <<"repo">> := <<_/binary>>, <<"functionality">> := [_ | _],
+                   <<"compatibility">> := #{<<"emqx">> := <<"~>5.7">>}, <<"metadata_vsn">> := <<"0.2.0">>,
+                   <<"with_config_schema">> := true, <<"git_ref">> := <<_/binary>>}, Release),
+    ?assertEqual(list_to_binary(erlang:system_info(otp_release)), maps:get(<<"built_on_otp_release">>, Release)),
+    #{<<"name">> := Name, <<"rel_vsn">> := Vsn} = Release,
+    ?assertEqual(list_to_binary(?NAME_VSN), <<Name/binary, "-", Vsn/binary>>).
+
+sort({ok, L}) -> {ok, lists:sort(L)}.
+
+%% A fresh VM whose code path has only OTP, the unpacked package and the
+%% test stand-ins: the NIF loads from the package and events reach Kafka.
+app_starts_from_unpacked_tarball(Config) ->
+    {_, Dir} = unpack_tarball(Config),
+    Ebin = filename:join([Dir, ?NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0", "ebin"]),
+    TestEbin = filename:dirname(code:which(emqx_hooks)),
+    {ok, Peer, _Node} = peer:start_link(#{connection => standard_io,
+                                           args => ["-pa", Ebin, "-pa", TestEbin]}),
+    try
+        Topic = topic(Config),
+        {module, _} = peer:call(Peer, code, ensure_loaded, [emqx_plugin_kafka_bridge_nif]),
+        Which = peer:call(Peer, code, which, [emqx_plugin_kafka_bridge_nif]),
+        ?assertEqual(filename:join(Ebin, "emqx_plugin_kafka_bridge_nif.beam"), Which),
+        ok = peer:call(Peer, application, set_env,
+                       [emqx_plugin_kafka_bridge, config, publish_config(Config, Topic, #{})]),
+        {ok, _} = peer:call(Peer, application, ensure_all_started, [emqx_plugin_kafka_bridge]),
+        Msg = message(<<"peer">>, <<"from/peer">>, <<"hello from the package">>),
+        Msg = peer:call(Peer, emqx_hooks, run_fold, ['message.publish', [], Msg]),
+        ok = peer:call(Peer, application, stop, [emqx_plugin_kafka_bridge]),
+        [#{json := Json}] = consume(?config(broker, Config), Topic, 1, 5000),
+        ?assertEqual(<<"hello from the package">>, maps:get(<<"payload">>, Json))
+    after
+        peer:stop(Peer)
+    end.
+
+config_from_emqx_plugins(Config) ->
+    Topic = topic(Config),
+    emqx_plugins:set_config(list_to_binary(?NAME_VSN), publish_config(Config, Topic, #{})),
+    %% The application env points nowhere: the EMQX config must win.
+    application:set_env(emqx_plugin_kafka_bridge, config, #{}),
+    {ok, _} = application:ensure_all_started(emqx_plugin_kafka_bridge),
+    publish(<<"c">>, <<"p/1">>, 1),
+    ?assertEqual([1], ids(consume(?config(broker, Config), Topic, 1, 5000))).
+
+config_file_from_env_var(Config) ->
+    Topic = topic(Config),
+    File = filename:join(?config(priv_dir, Config), "bridge.config"),
+    ok = file:write_file(File, io_lib:format("~p.~n", [publish_config(Config, Topic, #{})])),
+    os:putenv("EMQX_KAFKA_BRIDGE_CONFIG", File),
+    application:set_env(emqx_plugin_kafka_bridge, config, #{}),
+    {ok, _} = application:ensure_all_started(emqx_plugin_kafka_bridge),
+    publish(<<"c">>, <<"p/1">>, 7),
+    ?assertEqual([7], ids(consume(?config(broker, Config), Topic, 1, 5000))).
+
+config_changes_are_validated(Config) ->
+    Good = publish_config(Config, topic(Config), #{}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Good),
+    Cases = [{#{<<"format">> => <<"yaml">>}, <<"format">>},
+             {#{<<"routes">> => [#{<<"filter">> => <<"#/x">>}]}, <<"routes[1].filter">>},
+             {#{<<"events">> => #{<<"message_acked">> => #{<<"topic">> => <<"${nope}">>}}}, <<"events.message_acked.topic">>},
+             {#{<<"kafka">> => #{<<"properties">> => #{<<"acks">> => <<"most">>}}}, <<"kafka.properties.acks">>},
+             {#{<<"buffer">> => #{<<"max_bytes">> => 12}}, <<"buffer.max_bytes">>},
+             {#{<<"buffer">> => #{<<"max_bytes">> => 1048576}}, <<"buffer.max_bytes">>}],
+    lists:foreach(fun({Change, Key}) ->
+                          Result = emqx_plugin_kafka_bridge_app:on_config_changed(
+                                     Good, kafka_bridge_test_lib:deep_merge(Good, Change)),
+                          ct:log("~p -> ~p", [Change, Result]),
+                          ?assertMatch({error, <<_/binary>>}, Result),
+                          {error, Text} = Result,
+                          ?assertNotEqual(nomatch, binary:match(Text, Key))
+                  end, Cases),
+    %% Stopped plugin: changes are still validated, and accepted when valid.
+    kafka_bridge_test_lib:stop_bridge(),
+    ?assertMatch({error, _}, emqx_plugin_kafka_bridge_app:on_config_changed(Good, #{})),
+    ?assertEqual(ok, emqx_plugin_kafka_bridge_app:on_config_changed(#{}, Good)).
+
+%% Events flow from several processes while routes change: every event
+%% arrives, each in the topic its route named when it was published.
+hot_reload_routes_loses_nothing(Config) ->
+    Broker = ?config(broker, Config),
+    [Default, Before, After] = [topic(Config) || _ <- [1, 2, 3]],
+    Route = fun(T) -> #{<<"routes">> => [#{<<"filter">> => <<"r/#">>, <<"topic">> => T}]} end,
+    Old = publish_config(Config, Default, Route(Before)),
+    New = publish_config(Config, Default, Route(After)),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Old),
+    %% Background traffic on the default route from four processes.
+    Parent = self(),
+    Workers = [spawn_link(fun() -> background(Parent, W * 100000 + 1, 0) end) || W <- lists:seq(1, 4)],
+    [publish(<<"r">>, <<"r/1">>, I) || I <- lists:seq(1, 2000)],
+    ok = emqx_plugin_kafka_bridge_app:on_config_changed(Old, New),
+    [publish(<<"r">>, <<"r/1">>, I) || I <- lists:seq(2001, 4000)],
+    [W ! stop || W <- Workers],
+    Background = lists:sum([receive {done, W, N} -> N end || W <- Workers]),
+    Total = 4000 + Background,
+    Metrics = kafka_bridge_test_lib:wait_for_delivered(Total, 30000),
+    ?assertMatch(#{failed := 0, dropped := 0}, Metrics),
+    ?assertEqual(lists:seq(1, 2000), lists:sort(ids(consume(Broker, Before, 4000, 5000)))),
+    ?assertEqual(lists:seq(2001, 4000), lists:sort(ids(consume(Broker, After, 4000, 5000)))),
+    ?assertEqual(Background, length(lists:usort(ids(consume(Broker, Default, Background, 5000))))).
+
+background(Parent, I, N) ->
+    receive stop -> Parent ! {done, self(), N}
+    after 0 ->
+            publish(<<"bg">>, <<"bg/1">>, I),
+            background(Parent, I + 1, N + 1)
+    end.
+
+hot_reload_enables_and_disables_hooks(Config) ->
+    Old = publish_config(Config, topic(Config), #{}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Old),
+    ?assertNotEqual([], emqx_hooks:lookup('client.connected')),
+    ?assertEqual([], emqx_hooks:lookup('message.acked')),
+    New = kafka_bridge_test_lib:deep_merge(Old, #{<<"events">> => #{<<"client_connected">> => #{<<"enable">> => false},
+                                                                    <<"message_acked">> => #{<<"enable">> => true}}}),
+    ok = emqx_plugin_kafka_bridge_app:on_config_changed(Old, New),
+    ?assertEqual([], emqx_hooks:lookup('client.connected')),
+    ?assertNotEqual([], emqx_hooks:lookup('message.acked')).
+
+%% Switch to another broker while events flow: each event lands in one
+%% of the two clusters, and all arrive.
+hot_reload_broker_address(Config) ->
+    BrokerA = ?config(broker, Config),
+    BrokerB = kafka_bridge_test_lib:start_broker(filename:join(?config(priv_dir, Config), "broker_b")),
+    try
+        Topic = unique(<<"moving">>),
+        ok = kafka_bridge_test_lib:create_topic(BrokerA, Topic),
+        ok = kafka_bridge_test_lib:create_topic(BrokerB, Topic),
+        Old = publish_config(Config, Topic, #{}),
+        New = kafka_bridge_test_lib:deep_merge(Old, #{<<"kafka">> => #{<<"bootstrap_servers">> => kafka_bridge_test_lib:bootstrap(BrokerB)}}),
+        {ok, _} = kafka_bridge_test_lib:start_bridge(Old),
+        [publish(<<"m">>, <<"m/1">>, I) || I <- lists:seq(1, 5000)],
+        ok = emqx_plugin_kafka_bridge_app:on_config_changed(Old, New),
+        [publish(<<"m">>, <<"m/1">>, I) || I <- lists:seq(5001, 10000)],
+        Metrics = kafka_bridge_test_lib:wait_for_delivered(10000, 30000),
+        ct:log("metrics: ~p", [Metrics]),
+        ?assertMatch(#{delivered := 10000, failed := 0, dropped := 0}, Metrics),
+        InA = ids(consume(BrokerA, Topic, 10000, 4000)),
+        InB = ids(consume(BrokerB, Topic, 10000, 4000)),
+        ct:comment("~b records in A, ~b in B", [length(InA), length(InB)]),
+        ?assertEqual(lists:seq(1, 10000), lists:usort(InA ++ InB)),
+        ?assert(lists:all(fun(I) -> I =< 5000 end, InA))
+    after
+        kafka_bridge_test_lib:stop_broker(BrokerB)
+    end.
+
+health_check_states(Config) ->
+    ?assertMatch({error, <<_/binary>>}, emqx_plugin_kafka_bridge_app:on_health_check(#{})),
+    Topic = topic(Config),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(publish_config(Config, Topic, #{})),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> emqx_plugin_kafka_bridge_app:on_health_check(#{}) =:= ok end, 10000),
+    kafka_bridge_test_lib:stop_bridge(),
+    %% A broker that does not exist: unhealthy, and the reason says why.
+    Nowhere = iolist_to_binary(["127.0.0.1:", integer_to_list(kafka_bridge_test_lib:free_port())]),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(#{<<"kafka">> => #{<<"bootstrap_servers">> => Nowhere},
+                                                   <<"buffer">> => #{<<"max_messages">> => 20, <<"flush_timeout">> => 0}}),
+    {error, Down} = emqx_plugin_kafka_bridge_app:on_health_check(#{}),
+    ct:log("~s", [Down]),
+    ?assertNotEqual(nomatch, binary:match(Down, <<"Kafka">>)),
+    kafka_bridge_test_lib:stop_bridge(),
+    %% Connected, but the buffer over 90 %: unhealthy. A topic nobody can
+    %% deliver to fills it (librdkafka waits for the topic to appear).
+    {ok, _} = kafka_bridge_test_lib:start_bridge(publish_config(Config, unique(<<"absent">>),
+                                                                #{<<"buffer">> => #{<<"max_messages">> => 20,
+                                                                                    <<"flush_timeout">> => 0}})),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> emqx_plugin_kafka_bridge_app:on_health_check(#{}) =:= ok end, 10000),
+    [publish(<<"h">>, <<"h/1">>, I) || I <- lists:seq(1, 19)],
+    {error, Full} = emqx_plugin_kafka_bridge_app:on_health_check(#{}),
+    ct:log("~s", [Full]),
+    ?assertNotEqual(nomatch, binary:match(Full, <<"90%">>)).
+
+ctl_commands(Config) ->
+    Topic = topic(Config),
+    Good = publish_config(Config, Topic, #{}),
+    ?assertMatch({match, _}, re:run(emqx_plugin_kafka_bridge_cli:cmd(["status"]), "running +: false")),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Good),
+    ?assertMatch({match, _}, re:run(emqx_plugin_kafka_bridge_cli:cmd(["status"]), "running +: true")),
+    publish(<<"c">>, <<"ctl/1">>, 1),
+    kafka_bridge_test_lib:wait_for_delivered(1, 5000),
+    Status = emqx_plugin_kafka_bridge_cli:cmd(["status"]),
+    ?assertMatch({match, _}, re:run(Status, "state +: connected")),
+    Metrics = emqx_plugin_kafka_bridge_cli:cmd(["metrics"]),
+    ?assertMatch({match, _}, re:run(Metrics, "delivered +: 1\n")),
+    %% reload re-reads the config source and applies it live.
+    Other = topic(Config),
+    application:set_env(emqx_plugin_kafka_bridge, config, publish_config(Config, Other, #{})),
+    ?assertEqual(<<"reloaded\n">>, emqx_plugin_kafka_bridge_cli:cmd(["reload"])),
+    publish(<<"c">>, <<"ctl/1">>, 2),
+    ?assertEqual([2], ids(consume(?config(broker, Config), Other, 1, 5000))),
+    application:set_env(emqx_plugin_kafka_bridge, config, #{<<"format">> => <<"csv">>}),
+    Failed = emqx_plugin_kafka_bridge_cli:cmd(["reload"]),
+    ?assertMatch({match, _}, re:run(Failed, "reload failed: .*bootstrap_servers")),
+    Usage = emqx_plugin_kafka_bridge_cli:cmd([]),
+    ?assertMatch({match, _}, re:run(Usage, "kafka_bridge status")).
