@@ -21,14 +21,11 @@ init_per_testcase(_Case, Config) ->
     Dir = filename:join(?config(priv_dir, Config), unique(<<"broker">>)),
     [{dir, Dir} | Config].
 
-end_per_testcase(_Case, Config) ->
+end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
     emqx_hooks:reset(),
     _ = logger:remove_handler(kafka_bridge_capture),
-    case ?config(broker, Config) of
-        undefined -> ok;
-        Broker -> kafka_bridge_test_lib:stop_broker(Broker)
-    end.
+    kafka_bridge_test_lib:stop_all_brokers().
 
 %% Brokers are started inside test cases; remember them for cleanup.
 broker(Dir, Storage) ->

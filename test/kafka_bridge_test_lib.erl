@@ -3,7 +3,7 @@
 %% rdkafka 0.39 consumer), and EMQX-shaped hook arguments.
 -module(kafka_bridge_test_lib).
 
--export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, kill_broker/1, restart_broker/1,
+-export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
          bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
@@ -36,11 +36,19 @@ launch(#{port := Port, dir := Dir, storage := Storage}) ->
                         "--storage-engine '~s' >>'~s' 2>&1 & echo $!",
                         [Dir, tansu(), Url, Url, Storage, Log]),
     OsPid = string:trim(os:cmd(lists:flatten(Cmd))),
+    %% Remembered VM-wide: test cases run in processes that do not outlive them.
+    persistent_term:put({?MODULE, brokers}, [OsPid | persistent_term:get({?MODULE, brokers}, [])]),
     ok = wait_until(fun() -> port_open(Port) end, 15000),
     OsPid.
 
 stop_broker(#{os_pid := OsPid}) ->
     os:cmd("kill " ++ OsPid ++ " 2>/dev/null"),
+    ok.
+
+%% @doc Stops every broker this VM started (cleanup after a test case).
+stop_all_brokers() ->
+    [os:cmd("kill " ++ OsPid ++ " 2>/dev/null") || OsPid <- persistent_term:get({?MODULE, brokers}, [])],
+    persistent_term:put({?MODULE, brokers}, []),
     ok.
 
 %% @doc kill -9, as a crash would.

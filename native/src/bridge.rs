@@ -16,6 +16,13 @@ use crate::producer::{ProducerHandle, Shared};
 use crate::queue::{Pushed, Queue, Record};
 use crate::routing::Routing;
 
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scheduler keeps at most this much encode buffer between calls.
+const MAX_KEPT_BUFFER: usize = 256 * 1024;
+
 pub struct Bridge {
     pub shared: Arc<Shared>,
     routing: ArcSwap<Routing>,
@@ -71,18 +78,28 @@ impl Bridge {
             return Ok(Emitted::FilteredOut);
         };
         let key = target.key.as_deref().map(str::as_bytes);
-        let payload_hint = event.message.as_ref().map_or(0, |m| m.payload.len() * 4 / 3);
-        let mut buf = Vec::with_capacity(key.map_or(0, <[u8]>::len) + payload_hint + 384);
-        if let Some(key) = key {
-            buf.extend_from_slice(key);
-        }
         let options = EncodeOptions {
             format: routing.format,
             payload_encoding: routing.payload_encoding,
             user_properties_headers: routing.user_properties_headers,
             node: &self.node,
         };
-        let headers = encode(event, &options, &mut buf).map_err(|e| {
+        // Encode into this scheduler thread's reused buffer, then copy into
+        // one allocation of the exact size: the queue holds no slack.
+        let (buf, headers) = ENCODE_BUFFER.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            scratch.clear();
+            if let Some(key) = key {
+                scratch.extend_from_slice(key);
+            }
+            let headers = encode(event, &options, &mut scratch)?;
+            let buf = scratch.to_vec();
+            if scratch.capacity() > MAX_KEPT_BUFFER {
+                *scratch = Vec::new();
+            }
+            Ok::<_, String>((buf, headers))
+        })
+        .map_err(|e| {
             inc(&metrics.dropped_invalid);
             e
         })?;

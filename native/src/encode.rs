@@ -375,13 +375,12 @@ impl Serialize for TermJson<'_> {
                 }
             }
             TermType::Tuple => {
-                if let Some(ip) = terms::ip_text(term) {
-                    return s.serialize_str(&ip);
+                if let Some(ip) = terms::ip_addr(term) {
+                    return s.collect_str(&ip);
                 }
                 if let Some([ip, port]) = terms::tuple_elements::<2>(term) {
-                    if let (Some(ip), Ok(port)) = (terms::ip_text(ip), port.decode::<u16>()) {
-                        let text = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
-                        return s.serialize_str(&text);
+                    if let (Some(ip), Ok(port)) = (terms::ip_addr(ip), port.decode::<u16>()) {
+                        return s.collect_str(&std::net::SocketAddr::new(ip, port));
                     }
                 }
                 let items = rustler::types::tuple::get_tuple(term).unwrap_or_default();

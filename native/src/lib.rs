@@ -22,6 +22,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
 
+/// Records are allocated on scheduler threads and freed on the producer
+/// thread; glibc's malloc serialises that on an arena lock (seen in perf as
+/// futex waits on the hook path). mimalloc frees across threads without one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::bridge::{Bridge, Emitted};
 use crate::event::{Event, EventKind, Message};
 

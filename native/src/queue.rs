@@ -14,8 +14,10 @@ use crate::config::Overflow;
 use crate::encode::Headers;
 use crate::metrics::{inc, Metrics};
 
-/// Bookkeeping bytes per record beyond its key, value and topic.
-const RECORD_OVERHEAD: usize = 64;
+/// Memory per record beyond its key, value and topic: the channel slot and
+/// allocator rounding here, and librdkafka's message header (~200 bytes)
+/// once it is there. Counting it keeps `max_bytes` a bound on real memory.
+const RECORD_OVERHEAD: usize = 256;
 
 /// One Kafka record waiting for the producer.
 pub struct Record {
@@ -62,7 +64,10 @@ pub enum Pushed {
 
 impl Queue {
     pub fn new(max_messages: usize, max_bytes: usize, overflow: Overflow) -> Queue {
-        let (tx, rx) = crossbeam_channel::bounded(max_messages);
+        // The budgets below bound the channel. crossbeam's array flavour would
+        // preallocate all max_messages slots up front (~100 B each); the list
+        // flavour allocates as it fills, so memory follows what is held.
+        let (tx, rx) = crossbeam_channel::unbounded();
         Queue { tx, rx, budget_used: AtomicUsize::new(0), held: AtomicUsize::new(0), max_bytes, max_messages, overflow }
     }
 

@@ -3,7 +3,7 @@
 //! Everything here borrows from the calling process's heap, so decoding a
 //! hook's arguments copies nothing until the JSON encoder writes its output.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Binary, Term, TermType};
@@ -66,21 +66,21 @@ pub fn as_bool(term: Term) -> Option<bool> {
     }
 }
 
-/// An inet address tuple rendered as text; `None` for anything else.
-pub fn ip_text(term: Term) -> Option<String> {
+/// An inet address tuple as an address; `None` for anything else.
+pub fn ip_addr(term: Term) -> Option<IpAddr> {
     if let Some(parts) = tuple_elements::<4>(term) {
         let mut octets = [0u8; 4];
         for (octet, part) in octets.iter_mut().zip(parts) {
             *octet = part.decode::<u8>().ok()?;
         }
-        return Some(Ipv4Addr::from(octets).to_string());
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
     }
     if let Some(parts) = tuple_elements::<8>(term) {
         let mut segments = [0u16; 8];
         for (segment, part) in segments.iter_mut().zip(parts) {
             *segment = part.decode::<u16>().ok()?;
         }
-        return Some(Ipv6Addr::from(segments).to_string());
+        return Some(IpAddr::V6(Ipv6Addr::from(segments)));
     }
     None
 }

@@ -1,0 +1,264 @@
+%% @doc The benchmark harness (`make bench`). Not a test: it prints figures.
+%%
+%% 1. Hook cost: ns per message.publish callback in a tight loop, median of
+%%    5 runs, beside an Erlang `!' of the same record and an empty NIF call.
+%% 2. End to end: events/s from hook calls until every delivery report is
+%%    in, beside a raw rdkafka producer (kafka_tool produce-raw) sending the
+%%    same encoded bytes with the same librdkafka properties to the same
+%%    broker; and the hook driven from 8 processes at once.
+%% 3. Scheduler safety: long_schedule (> 1 ms) reports while 1 MB events
+%%    are bridged.
+%% 4. Memory: the VM's peak RSS with 1M events offered while the broker is
+%%    down, against buffer.max_bytes.
+%%
+%% Each measurement uses a fresh tansu (memory://) on a loopback port.
+-module(kafka_bridge_bench).
+
+-export([main/0]).
+
+-import(kafka_bridge_test_lib, [message/4, unique/1]).
+
+-define(RUNS, 5).
+-define(E2E_RUNS, 3).
+-define(E2E_EVENTS, 300000).
+%% The producer settings the bridge uses by default, for the raw baseline too.
+-define(PROPS, ["acks=all", "linger.ms=5", "compression.type=lz4", "partitioner=murmur2_random",
+                "message.max.bytes=2097152"]).
+
+main() ->
+    Dir = os:getenv("BENCH_DIR"),
+    facts(),
+    %% First, while the VM's peak RSS is still its baseline.
+    memory(Dir),
+    hook_cost(Dir, 100, 1000000),
+    hook_cost(Dir, 1024, 1000000),
+    hook_cost(Dir, 65536, 20000),
+    end_to_end(Dir, 100),
+    end_to_end(Dir, 1024),
+    concurrent(Dir, 1024, 8, 100000),
+    scheduler_safety(Dir),
+    halt(0).
+
+out(Format, Args) ->
+    io:format(Format ++ "~n", Args).
+
+facts() ->
+    Rustc = string:trim(os:cmd("rustc --version")),
+    Cpu = string:trim(os:cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")),
+    out("## Machine~n~ncores: ~b (~s), OTP ~s (erts ~s), ~s, schedulers ~b, dirty CPU ~b~n",
+        [erlang:system_info(logical_processors_available), Cpu, erlang:system_info(otp_release),
+         erlang:system_info(version), Rustc, erlang:system_info(schedulers_online),
+         erlang:system_info(dirty_cpu_schedulers_online)]).
+
+median(Values) ->
+    lists:nth((length(Values) + 1) div 2, lists:sort(Values)).
+
+%% A UTF-8 text payload (the `auto' encoding's common case), not too compressible.
+payload(Size) ->
+    << <<($a + rand:uniform(26) - 1)>> || _ <- lists:seq(1, Size) >>.
+
+with_broker(Dir, Fun) ->
+    Broker = kafka_bridge_test_lib:start_broker(filename:join(Dir, binary_to_list(unique(<<"b">>)))),
+    try Fun(Broker) after kafka_bridge_test_lib:stop_broker(Broker) end.
+
+start_bridge(Broker, Topic, Buffer) ->
+    Config = kafka_bridge_test_lib:config(Broker, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+                                                    <<"buffer">> => Buffer}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
+    emqx_plugin_kafka_bridge:bridge().
+
+big_buffer() ->
+    #{<<"max_messages">> => 4000000, <<"max_bytes">> => 6 * 1024 * 1024 * 1024}.
+
+%%--------------------------------------------------------------------
+%% 1. Hook cost
+%%--------------------------------------------------------------------
+
+hook_cost(Dir, Size, Calls) ->
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
+    Hook = [with_broker(Dir, fun(Broker) ->
+                                     Topic = unique(<<"hook">>),
+                                     ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                                     Bridge = start_bridge(Broker, Topic, big_buffer()),
+                                     T = timed(fun() -> hook_loop(Calls, Msg, Bridge) end, Calls),
+                                     #{dropped := 0} = kafka_bridge_test_lib:wait_for_delivered(Calls, 600000),
+                                     ok = kafka_bridge_test_lib:stop_bridge(),
+                                     T
+                             end) || _ <- lists:seq(1, ?RUNS)],
+    Sink = spawn(fun sink/0),
+    Send = [timed(fun() -> send_loop(Calls, Msg, Sink) end, Calls) || _ <- lists:seq(1, ?RUNS)],
+    exit(Sink, kill),
+    Noop = [timed(fun() -> noop_loop(Calls, Msg) end, Calls) || _ <- lists:seq(1, ?RUNS)],
+    {H, S, N} = {median(Hook), median(Send), median(Noop)},
+    out("hook cost, ~b B payload, ~b calls x ~b runs: message.publish ~.1f ns/event (runs ~w); "
+        "Erlang ! ~.1f ns; empty NIF ~.1f ns; hook/! ratio ~.2f",
+        [Size, Calls, ?RUNS, H, [round(X) || X <- Hook], S, N, H / S]).
+
+timed(Fun, Calls) ->
+    erlang:garbage_collect(),
+    {Micros, _} = timer:tc(Fun),
+    Micros * 1000 / Calls.
+
+hook_loop(0, _Msg, _Bridge) -> ok;
+hook_loop(N, Msg, Bridge) ->
+    {ok, _} = emqx_plugin_kafka_bridge:on_message_publish(Msg, Bridge),
+    hook_loop(N - 1, Msg, Bridge).
+
+send_loop(0, _Msg, _Pid) -> ok;
+send_loop(N, Msg, Pid) ->
+    Pid ! Msg,
+    send_loop(N - 1, Msg, Pid).
+
+noop_loop(0, _Msg) -> ok;
+noop_loop(N, Msg) ->
+    ok = emqx_plugin_kafka_bridge_nif:noop(Msg),
+    noop_loop(N - 1, Msg).
+
+sink() ->
+    receive _ -> sink() end.
+
+%%--------------------------------------------------------------------
+%% 2. End to end
+%%--------------------------------------------------------------------
+
+end_to_end(Dir, Size) ->
+    N = ?E2E_EVENTS,
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
+    Bridge = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N) end) || _ <- lists:seq(1, ?E2E_RUNS)],
+    Values = sample_values(Dir, Msg),
+    Raw = [with_broker(Dir, fun(Broker) -> raw_rate(Broker, Values, N) end) || _ <- lists:seq(1, ?E2E_RUNS)],
+    {B, R} = {median(Bridge), median(Raw)},
+    out("end to end, ~b B payload, ~b events x ~b runs: bridge ~.1f events/s (runs ~w); "
+        "raw rdkafka ~.1f msg/s (runs ~w); bridge/raw ~.2f",
+        [Size, N, ?E2E_RUNS, B, [round(X) || X <- Bridge], R, [round(X) || X <- Raw], B / R]).
+
+bridge_rate(Broker, Msg, N) ->
+    Topic = unique(<<"e2e">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    Bridge = start_bridge(Broker, Topic, big_buffer()),
+    T0 = erlang:monotonic_time(microsecond),
+    hook_loop(N, Msg, Bridge),
+    #{delivered := N} = wait_delivered(N),
+    Rate = N / ((erlang:monotonic_time(microsecond) - T0) / 1.0e6),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Rate.
+
+%% Polls tightly, so the end time is when the last report came in.
+wait_delivered(N) ->
+    M = emqx_plugin_kafka_bridge:metrics(),
+    case maps:get(delivered, M) + maps:get(failed, M) >= N of
+        true -> M;
+        false -> timer:sleep(1), wait_delivered(N)
+    end.
+
+%% The bridge's encoded records for this payload, one per line, for the
+%% raw producer to send.
+sample_values(Dir, Msg) ->
+    with_broker(Dir, fun(Broker) ->
+                             Topic = unique(<<"sample">>),
+                             ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                             Bridge = start_bridge(Broker, Topic, big_buffer()),
+                             hook_loop(100, Msg, Bridge),
+                             wait_delivered(100),
+                             ok = kafka_bridge_test_lib:stop_bridge(),
+                             Records = kafka_bridge_test_lib:consume(Broker, Topic, 100, 5000),
+                             File = filename:join(Dir, binary_to_list(unique(<<"values">>))),
+                             ok = file:write_file(File, [[V, $\n] || #{value := V} <- Records]),
+                             File
+                     end).
+
+raw_rate(Broker, ValuesFile, N) ->
+    Topic = unique(<<"raw">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
+    Cmd = lists:flatten(io_lib:format("'~s' produce-raw ~s '~s' '~s' ~b ~s",
+                                      [Tool, kafka_bridge_test_lib:bootstrap(Broker), Topic, ValuesFile, N,
+                                       string:join(?PROPS, " ")])),
+    {ok, Tokens, _} = erl_scan:string(os:cmd(Cmd)),
+    {ok, {raw, N, Micros}} = erl_parse:parse_term(Tokens),
+    N / (Micros / 1.0e6).
+
+%% The hook from several processes at once: the queue must not serialise them.
+concurrent(Dir, Size, Procs, PerProc) ->
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
+    Rates = [with_broker(Dir, fun(Broker) ->
+                                      Topic = unique(<<"conc">>),
+                                      ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                                      Bridge = start_bridge(Broker, Topic, big_buffer()),
+                                      Parent = self(),
+                                      T0 = erlang:monotonic_time(microsecond),
+                                      Pids = [spawn_link(fun() -> hook_loop(PerProc, Msg, Bridge), Parent ! {done, self()} end)
+                                              || _ <- lists:seq(1, Procs)],
+                                      [receive {done, P} -> ok end || P <- Pids],
+                                      HookSecs = (erlang:monotonic_time(microsecond) - T0) / 1.0e6,
+                                      #{dropped := 0} = wait_delivered(Procs * PerProc),
+                                      E2E = Procs * PerProc / ((erlang:monotonic_time(microsecond) - T0) / 1.0e6),
+                                      ok = kafka_bridge_test_lib:stop_bridge(),
+                                      {Procs * PerProc / HookSecs, E2E}
+                              end) || _ <- lists:seq(1, ?E2E_RUNS)],
+    out("~b processes x ~b events, ~b B payload: hook calls ~.1f events/s, end to end ~.1f events/s (medians of ~b)",
+        [Procs, PerProc, Size, median([H || {H, _} <- Rates]), median([E || {_, E} <- Rates]), ?E2E_RUNS]).
+
+%%--------------------------------------------------------------------
+%% 3. Scheduler safety
+%%--------------------------------------------------------------------
+
+scheduler_safety(Dir) ->
+    Msg = message(<<"bench-client-1">>, <<"bench/big">>, payload(1024 * 1024), #{}),
+    Bin = message(<<"bench-client-1">>, <<"bench/big">>, crypto:strong_rand_bytes(1024 * 1024), #{}),
+    with_broker(Dir, fun(Broker) ->
+                             Topic = unique(<<"big">>),
+                             ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                             Bridge = start_bridge(Broker, Topic, big_buffer()),
+                             Self = self(),
+                             erlang:system_monitor(self(), [{long_schedule, 1}]),
+                             hook_loop(500, Msg, Bridge),
+                             hook_loop(500, Bin, Bridge),
+                             erlang:system_monitor(undefined),
+                             Reports = flush_monitor([]),
+                             Ours = [R || R = {monitor, Pid, long_schedule, _} <- Reports, Pid =:= Self],
+                             #{delivered := Delivered} = wait_delivered(1000),
+                             ok = kafka_bridge_test_lib:stop_bridge(),
+                             out("scheduler safety, 1000 events of 1 MB (500 text, 500 binary): "
+                                 "~b long_schedule (>1 ms) reports from the hook caller, ~b in total; ~b delivered",
+                                 [length(Ours), length(Reports), Delivered]),
+                             [out("  ~p", [R]) || R <- lists:sublist(Reports, 5)]
+                     end).
+
+flush_monitor(Acc) ->
+    receive {monitor, _, long_schedule, _} = R -> flush_monitor([R | Acc])
+    after 0 -> lists:reverse(Acc)
+    end.
+
+%%--------------------------------------------------------------------
+%% 4. Memory
+%%--------------------------------------------------------------------
+
+memory(Dir) ->
+    Port = kafka_bridge_test_lib:free_port(),
+    MaxBytes = 256 * 1024 * 1024,
+    Baseline = rss_kb(),
+    Config = #{<<"kafka">> => #{<<"bootstrap_servers">> => iolist_to_binary(["127.0.0.1:", integer_to_list(Port)])},
+               <<"buffer">> => #{<<"max_messages">> => 2000000, <<"max_bytes">> => MaxBytes, <<"flush_timeout">> => 0}},
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
+    Bridge = emqx_plugin_kafka_bridge:bridge(),
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(200), #{}),
+    hook_loop(1000000, Msg, Bridge),
+    timer:sleep(2000),
+    Peak = peak_rss_kb(),
+    M = emqx_plugin_kafka_bridge:metrics(),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Used = (Peak - Baseline) * 1024,
+    out("memory, broker down, 1M events of 200 B offered, buffer.max_bytes ~b MiB: held ~b records / ~b MiB "
+        "(dropped ~b); VM peak RSS ~b MiB over a ~b MiB baseline = ~.2f x budget",
+        [MaxBytes div 1048576, maps:get(queue_len, M) + maps:get(inflight, M), maps:get(queue_bytes, M) div 1048576,
+         maps:get(dropped_queue_full, M), Used div 1048576, Baseline div 1024, Used / MaxBytes]),
+    _ = Dir.
+
+rss_kb() -> status_kb("VmRSS").
+peak_rss_kb() -> status_kb("VmHWM").
+
+status_kb(Field) ->
+    {ok, Text} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Text, Field ++ ":\\s+([0-9]+) kB", [{capture, all_but_first, list}]),
+    list_to_integer(Kb).

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make bench: runs bench/kafka_bridge_bench.erl against fresh tansu brokers
+# on loopback and writes its figures to BENCHMARKS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+export PROJECT_ROOT="$PWD"
+export BENCH_DIR
+BENCH_DIR=$(mktemp -d /tmp/kafka_bridge_bench.XXXXXX)
+trap 'pkill -f "tansu broker.*--storage-engine memory://tansu/" -P $$ 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
+
+mkdir -p "$BENCH_DIR/ebin"
+erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/kafka_bridge_test_lib.erl bench/kafka_bridge_bench.erl
+out="$BENCH_DIR/figures.md"
+erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
+    -kernel logger_level warning -eval 'kafka_bridge_bench:main()' | tee "$out"
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`make bench\` (bench/run.sh, bench/kafka_bridge_bench.erl) on $(date -u +%Y-%m-%d)."
+  echo "Medians of repeated runs on the same machine in the same run; tansu memory:// on loopback."
+  echo
+  cat "$out"
+} > BENCHMARKS.md
+echo "wrote BENCHMARKS.md"
