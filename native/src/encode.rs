@@ -440,6 +440,40 @@ mod tests {
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"\u00e9\u007f\n\ud83d\ude00/""#);
     }
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text (any Unicode, controls, quotes), both formats'
+        /// string output is valid JSON that reads back to the same text.
+        #[test]
+        fn strings_always_encode_to_valid_json(text in any::<String>()) {
+            let mut emqx = Vec::new();
+            let mut ser = serde_json::Serializer::new(&mut emqx);
+            let mut map = ser.serialize_map(None).unwrap();
+            map.serialize_entry(&text, &text).unwrap();
+            SerializeMap::end(map).unwrap();
+            let mut legacy = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(&mut legacy, MochiFormatter);
+            let mut map = ser.serialize_map(None).unwrap();
+            map.serialize_entry(&text, &text).unwrap();
+            SerializeMap::end(map).unwrap();
+            prop_assert!(legacy.iter().all(|b| *b < 0x80), "legacy output is ASCII");
+            for out in [emqx, legacy] {
+                let back: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(back.get(&text), Some(&serde_json::Value::String(text.clone())));
+            }
+        }
+
+        /// Any bytes as a base64 payload read back byte-exact.
+        #[test]
+        fn base64_payloads_round_trip(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let out = serde_json::to_vec(&Base64(&bytes)).unwrap();
+            let text: String = serde_json::from_slice(&out).unwrap();
+            use base64::Engine;
+            prop_assert_eq!(STANDARD.decode(text).unwrap(), bytes);
+        }
+    }
+
     #[test]
     fn hex_ids() {
         let mut buf = [0u8; 32];
