@@ -13,7 +13,7 @@ mkdir -p "$BENCH_DIR/ebin"
 erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/kafka_bridge_test_lib.erl bench/kafka_bridge_bench.erl
 out="$BENCH_DIR/figures.md"
 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
-    -kernel logger_level warning -eval 'kafka_bridge_bench:main()' | tee "$out"
+    -kernel logger_level emergency -eval 'kafka_bridge_bench:main()' | tee "$out"
 
 {
   echo "# Benchmarks"
