@@ -104,7 +104,7 @@ ten_thousand_messages_and_metrics(Config) ->
      || I <- lists:seq(1, N)],
     Metrics = kafka_bridge_test_lib:wait_for_delivered(N, 30000),
     Records = consume(?config(broker, Config), ?config(topic, Config), N, 10000),
-    Got = lists:usort([binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)]),
+    Got = lists:usort(kafka_bridge_test_lib:ids(Records)),
     ?assertEqual(N, length(Records)),
     ?assertEqual([binary:decode_unsigned(Id) || Id <- Ids], Got),
     ct:log("metrics: ~p", [Metrics]),

@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, unique/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, ids/1, unique/1]).
 
 all() ->
     [outage_loses_nothing, too_small_budget_counts_every_drop, drop_oldest_keeps_newest,
@@ -39,9 +39,6 @@ publish_range(From, To, Topic) ->
                                  <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
      || I <- lists:seq(From, To)],
     ok.
-
-ids(Records) ->
-    [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
 
 start(Broker, Topic, Overrides) ->
     Config = kafka_bridge_test_lib:config(

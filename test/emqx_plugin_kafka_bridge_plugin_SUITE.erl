@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, unique/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, ids/1, unique/1]).
 
 -define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
 
@@ -33,9 +33,6 @@ end_per_testcase(_Case, _Config) ->
 
 publish(From, Topic, I) ->
     emqx_hooks:run_fold('message.publish', [], message(From, Topic, integer_to_binary(I), #{id => <<I:128>>})).
-
-ids(Records) ->
-    [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
 
 topic(Config) ->
     Topic = unique(<<"plugin">>),

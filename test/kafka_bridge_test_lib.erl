@@ -4,7 +4,7 @@
 -module(kafka_bridge_test_lib).
 
 -export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
-         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1,
+         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1, ids/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
@@ -117,6 +117,10 @@ consume(Broker, Topic, Expect, IdleMs) ->
 
 values(Records) ->
     [J || #{json := J} <- Records].
+
+%% @doc The `id' field of each record's JSON, as an integer.
+ids(Records) ->
+    [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
 
 kafka_tool() ->
     filename:join([project_root(), "target", "release", "kafka_tool"]).

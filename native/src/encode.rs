@@ -140,21 +140,9 @@ fn write_emqx<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Js
             map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
             let retain = Some(message.flags).filter(|f| f.is_map()).and_then(|f| terms::map_get(f, atoms::retain()));
             map.serialize_entry("retain", &retain.and_then(terms::as_bool).unwrap_or(false))?;
-            let payload = message.payload.as_slice();
-            let as_text = match options.payload_encoding {
-                PayloadEncoding::Auto => std::str::from_utf8(payload).ok(),
-                _ => None,
-            };
-            match as_text {
-                Some(text) => {
-                    map.serialize_entry("payload", text)?;
-                    map.serialize_entry("payload_encoding", "utf8")?;
-                }
-                None => {
-                    map.serialize_entry("payload", &Base64(payload))?;
-                    map.serialize_entry("payload_encoding", "base64")?;
-                }
-            }
+            let payload = Payload::of(message, options.payload_encoding);
+            map.serialize_entry("payload", &payload)?;
+            map.serialize_entry("payload_encoding", payload.encoding_name())?;
             map.serialize_entry("peerhost", &field(headers, atoms::peerhost()))?;
             map.serialize_entry("pub_props", &PubProps(headers.and_then(|h| terms::map_get(h, atoms::properties()))))?;
             map.serialize_entry("publish_received_at", &timestamp)?;
@@ -203,22 +191,15 @@ fn write_legacy<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut 
                 map.serialize_entry("from", &TermJson(Some(message.from)))?;
             }
             map.serialize_entry("topic", message.topic)?;
-            let payload = message.payload.as_slice();
-            let as_text = match options.payload_encoding {
-                PayloadEncoding::Auto => std::str::from_utf8(payload).ok(),
-                _ => None,
-            };
-            match as_text {
-                Some(text) => map.serialize_entry("payload", text)?,
-                None => map.serialize_entry("payload", &Base64(payload))?,
-            }
+            let payload = Payload::of(message, options.payload_encoding);
+            map.serialize_entry("payload", &payload)?;
             map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
             if event.kind == EventKind::MessageDropped {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
             }
-            if as_text.is_none() {
+            if let Payload::Base64(_) = payload {
                 // The seed plugin crashed on binary payloads; we say what we did instead.
-                map.serialize_entry("payload_encoding", "base64")?;
+                map.serialize_entry("payload_encoding", payload.encoding_name())?;
             }
         }
     }
@@ -280,6 +261,39 @@ impl Serialize for HexId<'_> {
         let mut buf = [0u8; 32];
         let n = hex_into(self.0, &mut buf);
         s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+    }
+}
+
+/// A message payload as JSON: text when `auto` finds valid UTF-8, else base64.
+enum Payload<'a> {
+    Text(&'a str),
+    Base64(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    fn of(message: &'a Message, encoding: PayloadEncoding) -> Payload<'a> {
+        let bytes = message.payload.as_slice();
+        let text = match encoding {
+            PayloadEncoding::Auto => std::str::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        text.map_or(Payload::Base64(bytes), Payload::Text)
+    }
+
+    fn encoding_name(&self) -> &'static str {
+        match self {
+            Payload::Text(_) => "utf8",
+            Payload::Base64(_) => "base64",
+        }
+    }
+}
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Payload::Text(text) => s.serialize_str(text),
+            Payload::Base64(bytes) => Base64(bytes).serialize(s),
+        }
     }
 }
 
