@@ -5,7 +5,8 @@
 %% 2. End to end: events/s from hook calls until every delivery report is
 %%    in, beside a raw rdkafka producer (kafka_tool produce-raw) sending the
 %%    same encoded bytes with the same librdkafka properties to the same
-%%    broker; and the hook driven from 8 processes at once.
+%%    broker; the same with buffer.mode = disk (fsync every_batch); and the
+%%    hook driven from 8 processes at once.
 %% 3. Scheduler safety: long_schedule (> 1 ms) reports while 1 MB events
 %%    are bridged.
 %% 4. Memory: the VM's peak RSS with 1M events offered while the broker is
@@ -124,24 +125,36 @@ sink() ->
 end_to_end(Dir, Size) ->
     N = ?E2E_EVENTS,
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
-    Bridge = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N) end) || _ <- lists:seq(1, ?E2E_RUNS)],
+    Bridge = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, big_buffer()) end)
+              || _ <- lists:seq(1, ?E2E_RUNS)],
+    Disk = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, disk_buffer(Dir)) end)
+            || _ <- lists:seq(1, ?E2E_RUNS)],
     Values = sample_values(Dir, Msg),
     Raw = [with_broker(Dir, fun(Broker) -> raw_rate(Broker, Values, N) end) || _ <- lists:seq(1, ?E2E_RUNS)],
-    {B, R} = {median(Bridge), median(Raw)},
+    {B, D, R} = {median(Bridge), median(Disk), median(Raw)},
     out("end to end, ~b B payload, ~b events x ~b runs: bridge ~.1f events/s (runs ~w); "
         "raw rdkafka ~.1f msg/s (runs ~w); bridge/raw ~.2f",
-        [Size, N, ?E2E_RUNS, B, [round(X) || X <- Bridge], R, [round(X) || X <- Raw], B / R]).
+        [Size, N, ?E2E_RUNS, B, [round(X) || X <- Bridge], R, [round(X) || X <- Raw], B / R]),
+    out("end to end, ~b B payload, buffer.mode = disk, fsync = every_batch (ext4 spool): ~.1f events/s "
+        "(runs ~w); disk/memory ~.2f",
+        [Size, D, [round(X) || X <- Disk], D / B]).
 
-bridge_rate(Broker, Msg, N) ->
+bridge_rate(Broker, Msg, N, Buffer) ->
     Topic = unique(<<"e2e">>),
     ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
-    Bridge = start_bridge(Broker, Topic, big_buffer()),
+    Bridge = start_bridge(Broker, Topic, Buffer),
     T0 = erlang:monotonic_time(microsecond),
     hook_loop(N, Msg, Bridge),
     #{delivered := N} = wait_delivered(N),
     Rate = N / ((erlang:monotonic_time(microsecond) - T0) / 1.0e6),
     ok = kafka_bridge_test_lib:stop_bridge(),
     Rate.
+
+%% The spool in a fresh directory on the bench's file system.
+disk_buffer(Dir) ->
+    SpoolDir = filename:join(Dir, binary_to_list(unique(<<"spool">>))),
+    (big_buffer())#{<<"mode">> => <<"disk">>, <<"fsync">> => <<"every_batch">>,
+                    <<"dir">> => list_to_binary(SpoolDir)}.
 
 %% Polls tightly, so the end time is when the last report came in.
 wait_delivered(N) ->

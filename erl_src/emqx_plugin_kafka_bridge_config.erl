@@ -9,7 +9,7 @@
 %% All three give a map with binary keys, as config.hocon has them.
 -module(emqx_plugin_kafka_bridge_config).
 
--export([read/0, name_vsn/0]).
+-export([read/0, name_vsn/0, with_spool_dir/1]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 -define(ENV_VAR, "EMQX_KAFKA_BRIDGE_CONFIG").
@@ -19,6 +19,30 @@ read() ->
     case os:getenv(?ENV_VAR) of
         Path when is_list(Path), Path =/= "" -> read_file(Path);
         _ -> from_emqx_or_env()
+    end.
+
+%% @doc An empty or missing buffer.dir means EMQX's data dir + kafka_bridge
+%% (data/kafka_bridge in a default install); outside EMQX the NIF uses
+%% data/kafka_bridge under the working directory.
+-spec with_spool_dir(map()) -> map().
+with_spool_dir(Config) ->
+    Buffer = maps:get(<<"buffer">>, Config, #{}),
+    case is_map(Buffer) andalso maps:get(<<"dir">>, Buffer, <<>>) of
+        Dir when Dir =:= <<>>; Dir =:= "" ->
+            case emqx_data_dir() of
+                undefined -> Config;
+                DataDir ->
+                    SpoolDir = unicode:characters_to_binary(filename:join(DataDir, "kafka_bridge")),
+                    Config#{<<"buffer">> => Buffer#{<<"dir">> => SpoolDir}}
+            end;
+        _ ->
+            Config
+    end.
+
+emqx_data_dir() ->
+    case code:ensure_loaded(emqx) =:= {module, emqx} andalso erlang:function_exported(emqx, data_dir, 0) of
+        true -> try emqx:data_dir() catch _:_ -> undefined end;
+        false -> undefined
     end.
 
 name_vsn() ->

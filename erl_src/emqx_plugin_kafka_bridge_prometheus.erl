@@ -15,12 +15,19 @@ counters() ->
      {delivered, "Records acknowledged by Kafka."},
      {failed, "Records Kafka refused or that failed permanently."},
      {retried, "Produce request retries by librdkafka."},
-     {requeued, "Records handed back to the queue when the producer was replaced."}].
+     {requeued, "Records handed back to the queue when the producer was replaced."},
+     {spooled, "Records written to the disk spool (synced as buffer.fsync says)."},
+     {dropped_spool_full, "Events dropped because the spool reached buffer.max_disk_bytes."},
+     {dropped_spool_error, "Events lost to a spool write error."},
+     {spool_corrupt_records, "Torn or corrupted spool records skipped on replay."}].
 
 gauges() ->
     [{queue_len, "Records waiting in the bridge's queue."},
      {queue_bytes, "Bytes held in the queue and inside librdkafka."},
-     {inflight, "Records handed to librdkafka and not yet acknowledged."}].
+     {inflight, "Records handed to librdkafka and not yet acknowledged."},
+     {spool_bytes, "Bytes the disk spool holds."},
+     {spool_segments, "Segment files in the disk spool."},
+     {spool_backlog_bytes, "Spool bytes not yet acknowledged by Kafka."}].
 
 render(Metrics, Status) when map_size(Metrics) =:= 0 ->
     iolist_to_binary(up_line(Status));

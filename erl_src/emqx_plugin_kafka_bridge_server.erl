@@ -23,7 +23,8 @@ reconfigure(Config) ->
 init([]) ->
     %% terminate/2 must run on shutdown: it flushes the queue to Kafka.
     process_flag(trap_exit, true),
-    {ok, Config} = application:get_env(?APP, active_config),
+    {ok, Config0} = application:get_env(?APP, active_config),
+    Config = emqx_plugin_kafka_bridge_config:with_spool_dir(Config0),
     case emqx_plugin_kafka_bridge_nif:start(Config, node(), self()) of
         {ok, Bridge, HookPoints} ->
             emqx_plugin_kafka_bridge:hook(HookPoints, Bridge),
@@ -34,7 +35,8 @@ init([]) ->
     end.
 
 handle_call({reconfigure, Config}, _From, State = #{bridge := Bridge, hooks := Old}) ->
-    case emqx_plugin_kafka_bridge_nif:reconfigure(Bridge, Config) of
+    Resolved = emqx_plugin_kafka_bridge_config:with_spool_dir(Config),
+    case emqx_plugin_kafka_bridge_nif:reconfigure(Bridge, Resolved) of
         {ok, New} ->
             %% Add the new hooks first, so no event in between is missed.
             emqx_plugin_kafka_bridge:hook(New -- Old, Bridge),
@@ -60,7 +62,13 @@ terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
     emqx_plugin_kafka_bridge:unhook(HookPoints),
     case emqx_plugin_kafka_bridge_nif:stop(Bridge) of
         {ok, 0} ->
-            logger:info("emqx_plugin_kafka_bridge: stopped, every event delivered");
+            case emqx_plugin_kafka_bridge_nif:metrics(Bridge) of
+                #{spool_bytes := Bytes} when Bytes > 0 ->
+                    logger:info("emqx_plugin_kafka_bridge: stopped; undelivered events are kept in "
+                                "the spool (~b bytes) and sent after the next start", [Bytes]);
+                _ ->
+                    logger:info("emqx_plugin_kafka_bridge: stopped, every event delivered")
+            end;
         {ok, Dropped} ->
             logger:warning("emqx_plugin_kafka_bridge: stopped with ~b events undelivered "
                            "after buffer.flush_timeout (counted as dropped_on_stop)", [Dropped]);

@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, ids/1, unique/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, ids/1, unique/1, publish_range/3]).
 
 all() ->
     [outage_loses_nothing, too_small_budget_counts_every_drop, drop_oldest_keeps_newest,
@@ -32,13 +32,6 @@ broker(Dir, Storage) ->
     Broker = kafka_bridge_test_lib:start_broker(Dir, Storage),
     put(broker, Broker),
     Broker.
-
-publish_range(From, To, Topic) ->
-    [emqx_hooks:run_fold('message.publish', [],
-                         message(<<"c", (integer_to_binary(I rem 97))/binary>>, Topic,
-                                 <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
-     || I <- lists:seq(From, To)],
-    ok.
 
 start(Broker, Topic, Overrides) ->
     Config = kafka_bridge_test_lib:config(

@@ -8,7 +8,7 @@
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
-         thread_count/0]).
+         thread_count/0, publish_range/3]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -111,9 +111,9 @@ consume(Broker, Topic, Expect, IdleMs) ->
         "" -> ok;
         Noise -> ct:log("kafka_tool: ~s", [Noise])
     end,
-    {ok, Terms} = file:consult(Out),
+    {ok, Bin} = file:read_file(Out),
     [#{partition => P, offset => O, key => K, value => V, headers => H, json => J}
-     || {record, P, O, K, V, H, J} <- Terms].
+     || {record, P, O, K, V, H, J} <- binary_to_term(Bin)].
 
 values(Records) ->
     [J || #{json := J} <- Records].
@@ -196,6 +196,15 @@ message(From, Topic, Payload, Opts) ->
      Payload,
      maps:get(timestamp, Opts, erlang:system_time(millisecond)),
      maps:get(extra, Opts, #{})}.
+
+%% @doc Publishes ids From..To through the message.publish hook; each
+%% message's id is its number, which ids/1 reads back.
+publish_range(From, To, Topic) ->
+    [emqx_hooks:run_fold('message.publish', [],
+                         message(<<"c", (integer_to_binary(I rem 97))/binary>>, Topic,
+                                 <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
+     || I <- lists:seq(From, To)],
+    ok.
 
 client_info(ClientId) ->
     #{zone => default, protocol => mqtt, peerhost => {198, 51, 100, 7}, sockport => 1883,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use crate::config::{BufferConfig, BufferMode, Config};
 use crate::encode::{encode, EncodeOptions};
 use crate::event::Event;
 use crate::log::Logger;
@@ -48,8 +48,15 @@ impl Bridge {
     pub fn start(config: Config, node: String, logger: Logger) -> Result<Bridge, String> {
         let routing = Routing::compile(&config)?;
         let buffer = &config.buffer;
-        let queue = Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow);
-        let shared = Arc::new(Shared::new(queue, logger));
+        let queue = match buffer.mode {
+            BufferMode::Memory => Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow),
+            // The spool thread takes records from this queue as they come;
+            // librdkafka holds the other half of the budget.
+            BufferMode::Disk | BufferMode::Hybrid => {
+                Queue::new((buffer.max_messages / 2).max(1), (buffer.max_bytes / 2).max(1), buffer.overflow)
+            }
+        };
+        let shared = Arc::new(Shared::new(buffer.mode, queue, logger));
         let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, topics_to_create(&config, &routing))?;
         Ok(Bridge {
             shared,
@@ -99,10 +106,7 @@ impl Bridge {
             }
             Ok::<_, String>((buf, headers))
         })
-        .map_err(|e| {
-            inc(&metrics.dropped_invalid);
-            e
-        })?;
+        .inspect_err(|_| inc(&metrics.dropped_invalid))?;
         let record = Record {
             topic: target.topic,
             buf,
@@ -121,16 +125,32 @@ impl Bridge {
     pub fn reconfigure(&self, config: Config) -> Result<(), String> {
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
         let old = &control.config;
-        if config.buffer.max_messages != old.buffer.max_messages
-            || config.buffer.max_bytes != old.buffer.max_bytes
-            || config.buffer.overflow != old.buffer.overflow
-        {
-            return Err("buffer.max_messages, buffer.max_bytes and buffer.overflow apply at start: \
-                        stop the plugin, change them, start it again"
-                .into());
+        if let Some(key) = changed_at_start_key(&old.buffer, &config.buffer) {
+            return Err(format!(
+                "buffer.{key}: applies at start only (every buffer key but flush_timeout does): \
+                 stop the plugin, change it, start it again"
+            ));
         }
         let routing = Routing::compile(&config)?;
-        if config.kafka != old.kafka {
+        if config.kafka != old.kafka && config.buffer.mode != BufferMode::Memory {
+            // One thread owns the spool: stop it (what it holds stays on
+            // disk) before the new producer opens the spool and replays.
+            if let Some(old_producer) = control.producer.take() {
+                old_producer.stop(Duration::from_millis(config.buffer.flush_timeout_ms));
+            }
+            let topics = topics_to_create(&config, &routing);
+            match ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics) {
+                Ok(new_producer) => control.producer = Some(new_producer),
+                Err(error) => {
+                    // Keep bridging with the old settings rather than none.
+                    let old = &control.config;
+                    let topics = topics_to_create(old, &Routing::compile(old)?);
+                    control.producer = ProducerHandle::start(self.shared.clone(), &old.kafka, &old.buffer, topics).ok();
+                    return Err(error);
+                }
+            }
+            self.routing.store(Arc::new(routing));
+        } else if config.kafka != old.kafka {
             let topics = topics_to_create(&config, &routing);
             let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics)?;
             self.routing.store(Arc::new(routing));
@@ -168,6 +188,24 @@ impl Drop for Bridge {
             producer.stop(Duration::ZERO);
         }
     }
+}
+
+/// The first buffer key, other than `flush_timeout`, that differs.
+fn changed_at_start_key(old: &BufferConfig, new: &BufferConfig) -> Option<&'static str> {
+    let (a, b) = (&old.spool, &new.spool);
+    [
+        ("max_messages", old.max_messages != new.max_messages),
+        ("max_bytes", old.max_bytes != new.max_bytes),
+        ("overflow", old.overflow != new.overflow),
+        ("mode", old.mode != new.mode),
+        ("dir", a.dir != b.dir),
+        ("segment_bytes", a.segment_bytes != b.segment_bytes),
+        ("max_disk_bytes", a.max_disk_bytes != b.max_disk_bytes),
+        ("fsync", a.fsync != b.fsync),
+        ("spill_after", a.spill_after_ms != b.spill_after_ms),
+    ]
+    .into_iter()
+    .find_map(|(key, changed)| changed.then_some(key))
 }
 
 /// The fixed topic names to create, when `kafka.create_topics` is on.

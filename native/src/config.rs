@@ -53,12 +53,41 @@ pub struct RouteConfig {
     pub key: Option<String>,
 }
 
+/// Where accepted events wait for Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferMode {
+    Memory,
+    Disk,
+    Hybrid,
+}
+
+/// When the spool calls fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    EveryBatch,
+    IntervalMs(u64),
+    Never,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BufferConfig {
     pub max_messages: usize,
     pub max_bytes: usize,
     pub overflow: Overflow,
     pub flush_timeout_ms: u64,
+    pub mode: BufferMode,
+    pub spool: SpoolConfig,
+}
+
+/// The disk spool, used by the `disk` and `hybrid` modes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    /// Empty: `data/kafka_bridge` (the Erlang side resolves it inside EMQX).
+    pub dir: String,
+    pub segment_bytes: u64,
+    pub max_disk_bytes: u64,
+    pub fsync: Fsync,
+    pub spill_after_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +125,13 @@ pub fn is_secret(property: &str) -> bool {
 pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_FLUSH_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_SPOOL_DIR: &str = "data/kafka_bridge";
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
+pub const DEFAULT_FSYNC_INTERVAL_MS: u64 = 1000;
+pub const DEFAULT_SPILL_AFTER_MS: u64 = 5000;
+/// A segment holds at most this many bytes (record offsets stay in u32 range).
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
 fn default_event(kind: EventKind) -> EventConfig {
     use EventKind::*;
@@ -318,6 +354,12 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         Overflow::DropNew,
     )?;
     let flush_timeout_ms = buffer_section.quantity("flush_timeout", TIME_UNITS, 0, DEFAULT_FLUSH_TIMEOUT_MS)?;
+    let mode = buffer_section.choice(
+        "mode",
+        &[("memory", BufferMode::Memory), ("disk", BufferMode::Disk), ("hybrid", BufferMode::Hybrid)],
+        BufferMode::Memory,
+    )?;
+    let spool = parse_spool(&mut buffer_section)?;
     buffer_section.finish()?;
     root.finish()?;
 
@@ -328,8 +370,36 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         payload_encoding,
         user_properties_headers,
         routes,
-        buffer: BufferConfig { max_messages, max_bytes, overflow, flush_timeout_ms },
+        buffer: BufferConfig { max_messages, max_bytes, overflow, flush_timeout_ms, mode, spool },
     })
+}
+
+fn parse_spool(section: &mut Section) -> Result<SpoolConfig, String> {
+    let dir = match section.get("dir") {
+        None => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(format!("{}: expected a directory path, got {}", section.key_path("dir"), other)),
+    };
+    let segment_bytes = section.quantity("segment_bytes", BYTE_UNITS, 4096, DEFAULT_SEGMENT_BYTES)?;
+    if segment_bytes > MAX_SEGMENT_BYTES {
+        return Err(format!("{}: at most 1GB, got {segment_bytes}", section.key_path("segment_bytes")));
+    }
+    let max_disk_bytes = section.quantity("max_disk_bytes", BYTE_UNITS, 4096, DEFAULT_MAX_DISK_BYTES)?;
+    if max_disk_bytes < segment_bytes {
+        return Err(format!(
+            "{}: must be at least buffer.segment_bytes ({segment_bytes}), got {max_disk_bytes}",
+            section.key_path("max_disk_bytes")
+        ));
+    }
+    let fsync = section.choice(
+        "fsync",
+        &[("every_batch", Fsync::EveryBatch), ("interval_ms", Fsync::IntervalMs(0)), ("none", Fsync::Never)],
+        Fsync::EveryBatch,
+    )?;
+    let interval = section.quantity("fsync_interval", TIME_UNITS, 1, DEFAULT_FSYNC_INTERVAL_MS)?;
+    let fsync = if fsync == Fsync::IntervalMs(0) { Fsync::IntervalMs(interval) } else { fsync };
+    let spill_after_ms = section.quantity("spill_after", TIME_UNITS, 0, DEFAULT_SPILL_AFTER_MS)?;
+    Ok(SpoolConfig { dir, segment_bytes, max_disk_bytes, fsync, spill_after_ms })
 }
 
 fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
@@ -393,6 +463,10 @@ mod tests {
         assert_eq!(config.buffer.max_messages, 100_000);
         assert_eq!(config.buffer.max_bytes, 256 << 20);
         assert_eq!(config.buffer.flush_timeout_ms, 10_000);
+        assert_eq!(config.buffer.mode, BufferMode::Memory);
+        assert_eq!(config.buffer.spool.fsync, Fsync::EveryBatch);
+        assert_eq!(config.buffer.spool.segment_bytes, 64 << 20);
+        assert_eq!(config.buffer.spool.max_disk_bytes, 10 << 30);
         assert_eq!(config.format, Format::Emqx);
         let publish = &config.events.iter().find(|(k, _)| *k == EventKind::MessagePublish).unwrap().1;
         assert!(publish.enable);
@@ -443,6 +517,25 @@ mod tests {
         let mut v = minimal();
         v["buffer"] = json!({"max_messages": 0});
         assert!(error_of(v).starts_with("buffer.max_messages: expected an integer >= 1"));
+        let mut v = minimal();
+        v["buffer"] = json!({"mode": "tape"});
+        assert!(error_of(v).starts_with("buffer.mode: expected one of memory, disk, hybrid"));
+        let mut v = minimal();
+        v["buffer"] = json!({"fsync": "always"});
+        assert!(error_of(v).starts_with("buffer.fsync: expected one of every_batch, interval_ms, none"));
+        let mut v = minimal();
+        v["buffer"] = json!({"segment_bytes": "1MB", "max_disk_bytes": "512KB"});
+        assert!(error_of(v).starts_with("buffer.max_disk_bytes: must be at least buffer.segment_bytes"));
+    }
+
+    #[test]
+    fn fsync_interval_applies_only_to_interval_ms() {
+        let mut v = minimal();
+        v["buffer"] = json!({"mode": "disk", "fsync": "interval_ms", "fsync_interval": "250ms", "dir": "/tmp/x"});
+        let config = parse(&v).unwrap();
+        assert_eq!(config.buffer.spool.fsync, Fsync::IntervalMs(250));
+        assert_eq!(config.buffer.mode, BufferMode::Disk);
+        assert_eq!(config.buffer.spool.dir, "/tmp/x");
     }
 }
 

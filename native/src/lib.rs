@@ -14,6 +14,8 @@ mod metrics;
 mod producer;
 mod queue;
 mod routing;
+mod spool;
+mod spooler;
 mod terms;
 mod topic_filter;
 
@@ -190,11 +192,6 @@ fn emit_dirty<'a>(env: Env<'a>, bridge: Term<'a>, hook: Term<'a>, a1: Term<'a>, 
     emit_impl(env, &[bridge, hook, a1, a2, a3], true)
 }
 
-/// Records the bridge holds that librdkafka does not have yet.
-fn queue_len(shared: &producer::Shared) -> u64 {
-    (shared.queue.held() as u64).saturating_sub(shared.metrics.inflight.load(Relaxed))
-}
-
 /// `metrics(Bridge) -> map()`
 #[rustler::nif]
 fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
@@ -203,7 +200,11 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
         let shared = &bridge.0.shared;
         let m = &shared.metrics;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
-        let dropped = load(&m.dropped_queue_full) + load(&m.dropped_on_stop) + load(&m.dropped_invalid);
+        let dropped = load(&m.dropped_queue_full)
+            + load(&m.dropped_on_stop)
+            + load(&m.dropped_invalid)
+            + load(&m.dropped_spool_full)
+            + load(&m.dropped_spool_error);
         let counters: Vec<(&str, u64)> = vec![
             ("received", load(&m.received)),
             ("filtered_out", load(&m.filtered_out)),
@@ -216,9 +217,16 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("failed", load(&m.failed)),
             ("retried", load(&m.retried)),
             ("requeued", load(&m.requeued)),
-            ("queue_len", queue_len(shared)),
+            ("queue_len", shared.queue_len()),
             ("queue_bytes", shared.queue.budget_used() as u64),
             ("inflight", load(&m.inflight)),
+            ("spooled", load(&m.spooled)),
+            ("dropped_spool_full", load(&m.dropped_spool_full)),
+            ("dropped_spool_error", load(&m.dropped_spool_error)),
+            ("spool_corrupt_records", load(&m.spool_corrupt_records)),
+            ("spool_bytes", load(&m.spool_bytes)),
+            ("spool_segments", load(&m.spool_segments)),
+            ("spool_backlog_bytes", load(&m.spool_backlog_bytes)),
         ];
         let mut map = Term::map_new(env);
         for (name, value) in counters {
@@ -258,7 +266,7 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("state", state.encode(env)),
             ("last_error", shared.status.last_error().encode(env)),
             ("running", bridge.0.is_running().encode(env)),
-            ("queue_len", queue_len(shared).encode(env)),
+            ("queue_len", shared.queue_len().encode(env)),
             ("queue_bytes", (shared.queue.budget_used() as u64).encode(env)),
             ("max_messages", (shared.queue.max_messages() as u64).encode(env)),
             ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),

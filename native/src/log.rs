@@ -12,6 +12,7 @@ rustler::atoms! {
     emqx_plugin_kafka_bridge_log,
     error,
     warning,
+    info,
 }
 
 const QUIET_PERIOD: Duration = Duration::from_secs(10);
@@ -20,6 +21,7 @@ const QUIET_PERIOD: Duration = Duration::from_secs(10);
 pub enum Level {
     Error,
     Warning,
+    Info,
 }
 
 struct Window {
@@ -74,6 +76,7 @@ impl Logger {
             let level = match level {
                 Level::Error => error(),
                 Level::Warning => warning(),
+                Level::Info => info(),
             };
             (emqx_plugin_kafka_bridge_log(), level, text).encode(env)
         });

@@ -19,6 +19,18 @@ pub struct Metrics {
     pub requeued: AtomicU64,
     /// Records handed to librdkafka and not yet reported.
     pub inflight: AtomicU64,
+    /// Spool (disk and hybrid modes): records written, synced as `buffer.fsync` says.
+    pub spooled: AtomicU64,
+    pub dropped_spool_full: AtomicU64,
+    /// Records lost to a spool write error (disk failure, no space).
+    pub dropped_spool_error: AtomicU64,
+    /// Torn or corrupted records found while reading the spool, and skipped.
+    pub spool_corrupt_records: AtomicU64,
+    /// Gauges: bytes and segment files the spool holds on disk.
+    pub spool_bytes: AtomicU64,
+    pub spool_segments: AtomicU64,
+    /// Spool bytes not yet acknowledged by Kafka.
+    pub spool_backlog_bytes: AtomicU64,
     pub latency: LatencyHistogram,
     /// Per Kafka topic: (delivered, failed). Only the producer thread writes.
     pub per_topic: Mutex<HashMap<String, (u64, u64)>>,
@@ -78,7 +90,7 @@ impl LatencyHistogram {
         for (i, count) in counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
-                return BOUNDS_MS.get(i).copied().unwrap_or(u64::MAX.min(BOUNDS_MS[BOUNDS_MS.len() - 1] * 10));
+                return BOUNDS_MS.get(i).copied().unwrap_or(BOUNDS_MS[BOUNDS_MS.len() - 1] * 10);
             }
         }
         0

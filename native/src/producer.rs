@@ -21,16 +21,19 @@ use rdkafka::statistics::Statistics;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
-use crate::config::{is_secret, BufferConfig, KafkaConfig};
+use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
 use crate::log::{Level, Logger};
 use crate::metrics::{inc, Metrics};
 use crate::queue::{Queue, Record};
+use crate::spool::Spool;
+use crate::spooler;
 
 /// Records handed to librdkafka between two polls.
 const BATCH: usize = 1024;
 
 /// State shared by the hooks, every producer generation and the NIF calls.
 pub struct Shared {
+    pub mode: BufferMode,
     pub metrics: Metrics,
     pub queue: Queue,
     pub status: Status,
@@ -39,8 +42,18 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(queue: Queue, logger: Logger) -> Shared {
-        Shared { metrics: Metrics::default(), queue, status: Status::default(), logger, epoch: Instant::now() }
+    pub fn new(mode: BufferMode, queue: Queue, logger: Logger) -> Shared {
+        Shared { mode, metrics: Metrics::default(), queue, status: Status::default(), logger, epoch: Instant::now() }
+    }
+
+    /// Records the bridge holds that librdkafka does not have yet.
+    pub fn queue_len(&self) -> u64 {
+        match self.mode {
+            // The queue's budget also covers what librdkafka holds.
+            BufferMode::Memory => (self.queue.held() as u64).saturating_sub(self.metrics.inflight.load(Relaxed)),
+            // The queue only holds what the spool thread has not taken yet.
+            BufferMode::Disk | BufferMode::Hybrid => self.queue.held() as u64,
+        }
     }
 
     fn millis_since_epoch(&self, at: Instant) -> u64 {
@@ -61,7 +74,7 @@ pub struct Status {
 }
 
 impl Status {
-    fn set_error(&self, text: String) {
+    pub fn set_error(&self, text: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
@@ -70,15 +83,24 @@ impl Status {
     }
 }
 
-const RUN: u8 = 0;
+pub const RUN: u8 = 0;
 const RETIRE: u8 = 1;
-const STOP: u8 = 2;
+pub const STOP: u8 = 2;
 
-/// What a producer generation does when librdkafka hands back a purged record.
-struct Context {
+/// A delivery report for the spool thread, which settles spool records.
+pub enum Report {
+    Settled { seq: usize, delivered: bool },
+    /// Taken back from librdkafka on stop; `record` is rebuilt from it.
+    Purged { seq: usize, record: Record },
+}
+
+pub struct Context {
     shared: Arc<Shared>,
     mode: Arc<AtomicU8>,
     retries_seen: AtomicI64,
+    /// Spool modes: reports go here and the opaque is the spool thread's
+    /// sequence number. Memory mode: `None`, reports are handled inline.
+    pub reports: Option<Mutex<Vec<Report>>>,
 }
 
 impl ClientContext for Context {
@@ -125,60 +147,82 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let shared = &self.shared;
-        let size = opaque >> 32;
         shared.metrics.inflight.fetch_sub(1, Relaxed);
+        if let Some(reports) = &self.reports {
+            let report = match result {
+                Ok(message) => {
+                    self.delivered(message.topic());
+                    Report::Settled { seq: opaque, delivered: true }
+                }
+                Err((error, message)) if is_purge(error) => Report::Purged { seq: opaque, record: record_of(message) },
+                Err((error, message)) => {
+                    self.failed(message.topic(), error);
+                    Report::Settled { seq: opaque, delivered: false }
+                }
+            };
+            reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
+            return;
+        }
+        let size = opaque >> 32;
         shared.queue.release(size);
         match result {
             Ok(message) => {
-                inc(&shared.metrics.delivered);
+                self.delivered(message.topic());
                 let now = shared.millis_since_epoch(Instant::now()) as u32;
                 let latency = now.wrapping_sub((opaque & 0xffff_ffff) as u32);
                 shared.metrics.latency.record(latency as u64);
-                shared.metrics.topic_outcome(message.topic(), true);
-                shared.status.state.store(CONNECTED, Relaxed);
-                shared.status.last_delivery_ms.store(unix_ms(), Relaxed);
             }
-            Err((error, message)) => {
-                let purged = matches!(
-                    error.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
-                );
-                if purged && self.mode.load(SeqCst) == RETIRE {
+            Err((error, message)) if is_purge(error) => {
+                if self.mode.load(SeqCst) == RETIRE {
                     self.requeue(message);
-                } else if purged {
-                    inc(&shared.metrics.dropped_on_stop);
                 } else {
-                    inc(&shared.metrics.failed);
-                    shared.metrics.topic_outcome(message.topic(), false);
-                    let text = format!("delivery to Kafka topic {:?} failed: {error}", message.topic());
-                    shared.logger.limited(Level::Error, &format!("delivery:{}:{error}", message.topic()), &text);
-                    shared.status.set_error(text);
+                    inc(&shared.metrics.dropped_on_stop);
                 }
             }
+            Err((error, message)) => self.failed(message.topic(), error),
         }
     }
 }
 
+fn is_purge(error: &KafkaError) -> bool {
+    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
+}
+
+/// Rebuilds a record librdkafka handed back.
+fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let key = message.key().unwrap_or_default();
+    let mut buf = Vec::with_capacity(key.len() + message.payload_len());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(message.payload().unwrap_or_default());
+    let headers = message.headers().map(|hs| {
+        hs.iter()
+            .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
+            .collect()
+    });
+    Record { topic: message.topic().into(), buf, key_len: message.key().map(|k| k.len()), headers, enqueued_at: Instant::now() }
+}
+
 impl Context {
-    /// Rebuilds a purged record and queues it for the next producer.
+    fn delivered(&self, topic: &str) {
+        let shared = &self.shared;
+        inc(&shared.metrics.delivered);
+        shared.metrics.topic_outcome(topic, true);
+        shared.status.state.store(CONNECTED, Relaxed);
+        shared.status.last_delivery_ms.store(unix_ms(), Relaxed);
+    }
+
+    fn failed(&self, topic: &str, error: &KafkaError) {
+        let shared = &self.shared;
+        inc(&shared.metrics.failed);
+        shared.metrics.topic_outcome(topic, false);
+        let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
+        shared.logger.limited(Level::Error, &format!("delivery:{topic}:{error}"), &text);
+        shared.status.set_error(text);
+    }
+
+    /// Queues a purged record for the next producer.
     fn requeue(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
-        let key = message.key().unwrap_or_default();
-        let mut buf = Vec::with_capacity(key.len() + message.payload_len());
-        buf.extend_from_slice(key);
-        buf.extend_from_slice(message.payload().unwrap_or_default());
-        let headers = message.headers().map(|hs| {
-            hs.iter()
-                .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        });
-        let record = Record {
-            topic: message.topic().into(),
-            buf,
-            key_len: message.key().map(|k| k.len()),
-            headers,
-            enqueued_at: Instant::now(),
-        };
-        match self.shared.queue.requeue(record, Duration::from_secs(5)) {
+        match self.shared.queue.requeue(record_of(message), Duration::from_secs(5)) {
             Ok(()) => inc(&self.shared.metrics.requeued),
             Err(_) => inc(&self.shared.metrics.dropped_on_stop),
         }
@@ -236,7 +280,13 @@ impl ProducerHandle {
         create: Vec<String>,
     ) -> Result<ProducerHandle, String> {
         let mode = Arc::new(AtomicU8::new(RUN));
-        let context = Context { shared: shared.clone(), mode: mode.clone(), retries_seen: AtomicI64::new(0) };
+        // Opened here so an unusable buffer.dir fails the start itself.
+        let spool = match buffer.mode {
+            BufferMode::Memory => None,
+            BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
+        };
+        let reports = spool.as_ref().map(|_| Mutex::new(Vec::new()));
+        let context = Context { shared: shared.clone(), mode: mode.clone(), retries_seen: AtomicI64::new(0), reports };
         let producer: BaseProducer<Context> = client_config(kafka, buffer)
             .create_with_context(context)
             .map_err(|e| config_error(&e, kafka))?;
@@ -248,6 +298,8 @@ impl ProducerHandle {
                 client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
             Some(TopicCreator { admin, names: create, partitions: kafka.partitions, replication: kafka.replication_factor })
         };
+        let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
+        let overflow = buffer.overflow;
         let thread = {
             let (mode, deadline) = (mode.clone(), deadline.clone());
             std::thread::Builder::new()
@@ -256,14 +308,21 @@ impl ProducerHandle {
                     if let Some(admin) = admin {
                         admin.create_until_done(&shared, &mode);
                     }
-                    run(producer, shared, mode, deadline)
+                    match spool {
+                        None => run(producer, shared, mode, deadline),
+                        Some(spool) => {
+                            let options = spooler::Options { spill_after, overflow };
+                            spooler::run(producer, spool, options, mode, deadline)
+                        }
+                    }
                 })
                 .map_err(|e| format!("cannot start the producer thread: {e}"))?
         };
         Ok(ProducerHandle { mode, deadline, thread })
     }
 
-    /// Stops taking records; flushes, then hands the rest to the next producer.
+    /// Stops taking records; flushes, then hands the rest to the next
+    /// producer (memory mode only: spool modes stop and restart).
     pub fn retire(self, flush_timeout: Duration) {
         self.finish(RETIRE, flush_timeout);
     }
@@ -337,6 +396,26 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
 fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, record: Record) -> Result<(), Record> {
     let size = record.budget_bytes();
     let opaque = (size << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
+    match produce(producer, shared, &record, opaque) {
+        Produced::Queued => Ok(()),
+        Produced::QueueFull => Err(record),
+        Produced::Refused => {
+            shared.queue.release(size);
+            Ok(())
+        }
+    }
+}
+
+pub enum Produced {
+    Queued,
+    /// librdkafka's queue is full: try again after a poll.
+    QueueFull,
+    /// Refused outright (too large, bad topic name), counted as failed.
+    Refused,
+}
+
+/// `producer.send` for one record, with `opaque` as its delivery opaque.
+pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, record: &Record, opaque: usize) -> Produced {
     let headers = record.headers.as_ref().map(|hs| {
         hs.iter().fold(OwnedHeaders::new_with_capacity(hs.len()), |acc, (k, v)| {
             acc.insert(Header { key: k, value: Some(v.as_slice()) })
@@ -349,22 +428,19 @@ fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, record: Record) 
     if let Some(headers) = headers {
         base = base.headers(headers);
     }
-    let outcome = producer.send(base).map_err(|(error, _)| error);
-    match outcome {
+    match producer.send(base).map_err(|(error, _)| error) {
         Ok(()) => {
             shared.metrics.inflight.fetch_add(1, Relaxed);
-            Ok(())
+            Produced::Queued
         }
-        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Err(record),
+        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Produced::QueueFull,
         Err(error) => {
-            // Refused outright (too large, bad topic name): never retried.
-            shared.queue.release(size);
             inc(&shared.metrics.failed);
             shared.metrics.topic_outcome(&record.topic, false);
             let text = format!("Kafka refused a record for topic {:?}: {error}", record.topic);
             shared.logger.limited(Level::Error, &format!("refused:{}:{error}", record.topic), &text);
             shared.status.set_error(text);
-            Ok(())
+            Produced::Refused
         }
     }
 }

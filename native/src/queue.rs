@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -38,11 +38,26 @@ impl Record {
         &self.buf[self.key_len.unwrap_or(0)..]
     }
 
+    /// The enqueue time as Unix milliseconds, for the spool.
+    pub fn enqueued_unix_ms(&self) -> u64 {
+        unix_ms().saturating_sub(self.enqueued_at.elapsed().as_millis() as u64)
+    }
+
+    /// The `Instant` of a Unix-milliseconds time read back from the spool.
+    pub fn instant_of_unix_ms(ms: u64) -> Instant {
+        let age = Duration::from_millis(unix_ms().saturating_sub(ms));
+        Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+    }
+
     /// What this record counts against `buffer.max_bytes`.
     pub fn budget_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().flatten().map(|(k, v)| k.len() + v.len() + 16).sum();
         self.buf.len() + self.topic.len() + headers + RECORD_OVERHEAD
     }
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub struct Queue {
@@ -103,7 +118,7 @@ impl Queue {
 
     /// Puts back a record that already holds its budget (after a producer
     /// switch); waits for room since it runs on the producer's thread.
-    pub fn requeue(&self, record: Record, timeout: std::time::Duration) -> Result<(), Record> {
+    pub fn requeue(&self, record: Record, timeout: Duration) -> Result<(), Record> {
         self.budget_used.fetch_add(record.budget_bytes(), Relaxed);
         self.held.fetch_add(1, Relaxed);
         self.tx.send_timeout(record, timeout).map_err(|e| {

@@ -92,7 +92,7 @@ impl FilterTrie {
 }
 
 fn keep_first(slot: &mut Option<usize>, index: usize) {
-    if slot.map_or(true, |existing| index < existing) {
+    if slot.is_none_or(|existing| index < existing) {
         *slot = Some(index);
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE`
 //!   reads every partition of TOPIC from the beginning until EXPECT records
-//!   arrived or nothing came for IDLE_MS, and writes one Erlang term per
-//!   record to OUT_FILE, for `file:consult/1`:
-//!   `{record, Partition, Offset, Key | undefined, Value, Headers, Json}.`
-//!   where Json is the value decoded as JSON (maps with binary keys, `null`
-//!   as the atom null) or the atom `not_json`.
+//!   arrived or nothing came for IDLE_MS, and writes to OUT_FILE, in
+//!   Erlang's external term format (for `binary_to_term/1`), a list of
+//!   `{record, Partition, Offset, Key | undefined, Value, Headers, Json}`
+//!   where Headers is `[{Name, Value}]` and Json is the value decoded as
+//!   JSON (maps with binary keys, `null` as the atom null) or `not_json`.
 //!
 //! `kafka_tool json-term FILE`
 //!   prints FILE's JSON as one Erlang term (OTP 25 has no JSON module).
@@ -18,7 +18,8 @@
 //!   properties, and prints `{raw, Count, Microseconds}.` once every
 //!   delivery report is in.
 
-use std::fmt::Write as _;
+mod etf;
+
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -68,40 +69,55 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> 
     }
     consumer.assign(&assignment).map_err(|e| e.to_string())?;
 
-    let mut text = String::new();
-    let mut count = 0;
+    let mut records = Vec::new();
     let mut last = Instant::now();
-    while count < expect && last.elapsed() < Duration::from_millis(idle_ms) {
+    while (records.len() as u64) < expect && last.elapsed() < Duration::from_millis(idle_ms) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Instant::now();
-                count += 1;
-                let headers: Vec<String> = m
-                    .headers()
-                    .map(|hs| hs.iter().map(|h| format!("{{{},{}}}", bin(h.key.as_bytes()), bin(h.value.unwrap_or_default()))).collect())
-                    .unwrap_or_default();
+                let mut record = etf::Etf(Vec::new());
+                record.tuple(7);
+                record.atom("record");
+                record.int(m.partition() as i64);
+                record.int(m.offset());
+                match m.key() {
+                    Some(key) => record.binary(key),
+                    None => record.atom("undefined"),
+                }
                 let value = m.payload().unwrap_or_default();
-                let json = match serde_json::from_slice::<serde_json::Value>(value) {
-                    Ok(v) => erl(&v),
-                    Err(_) => "not_json".into(),
-                };
-                let key = m.key().map(bin).unwrap_or_else(|| "undefined".into());
-                let _ = writeln!(
-                    text,
-                    "{{record,{},{},{},{},[{}],{}}}.",
-                    m.partition(),
-                    m.offset(),
-                    key,
-                    bin(value),
-                    headers.join(","),
-                    json
-                );
+                record.binary(value);
+                let headers: Vec<(&str, &[u8])> = m
+                    .headers()
+                    .map(|hs| hs.iter().map(|h| (h.key, h.value.unwrap_or_default())).collect())
+                    .unwrap_or_default();
+                if !headers.is_empty() {
+                    record.list(headers.len());
+                    for (name, value) in headers {
+                        record.tuple(2);
+                        record.binary(name.as_bytes());
+                        record.binary(value);
+                    }
+                }
+                record.nil();
+                match serde_json::from_slice::<serde_json::Value>(value) {
+                    Ok(v) => record.json(&v),
+                    Err(_) => record.atom("not_json"),
+                }
+                records.push(record.0);
             }
             Some(Err(e)) => eprintln!("kafka_tool: consume: {e}"),
             None => {}
         }
     }
-    std::fs::write(out, text).map_err(|e| e.to_string())
+    let mut out_term = etf::Etf::new();
+    if records.is_empty() {
+        out_term.nil();
+    } else {
+        out_term.list(records.len());
+        records.iter().for_each(|r| out_term.0.extend_from_slice(r));
+        out_term.nil();
+    }
+    std::fs::write(out, out_term.0).map_err(|e| e.to_string())
 }
 
 /// A binary literal that needs no escaping: <<104,105>>.

@@ -1,0 +1,749 @@
+//! The disk spool: append-only segment files of checksummed records.
+//!
+//! Layout under `buffer.dir`:
+//! - `<id>.seg`: records, each `[body length: u32 LE][CRC32C of body: u32 LE][body]`.
+//! - `<id>.committed`: how many leading records of the segment Kafka has
+//!   acknowledged, and the byte offset after them. Written atomically
+//!   (temp file, fsync, rename) so a crash leaves the old or the new one.
+//!
+//! One thread owns a `Spool` (see `spooler.rs`): it appends, reads back from
+//! a cursor, commits acknowledged prefixes and deletes finished segments.
+//! Each start opens a new segment, so a torn tail from a crash is only ever
+//! at the end of a sealed segment, where the reader skips it.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Fsync, SpoolConfig};
+use crate::encode::Headers;
+use crate::log::Level;
+use crate::metrics::inc;
+use crate::producer::Shared;
+use crate::queue::Record;
+
+const HEADER_BYTES: u64 = 8;
+/// Larger lengths can only come from a corrupted header.
+const MAX_BODY_BYTES: u32 = 256 << 20;
+const NO_KEY: u32 = u32::MAX;
+/// Committed files are rewritten at most this often while running.
+const COMMIT_EVERY: Duration = Duration::from_millis(200);
+
+/// Where a record sits in the spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub segment: u64,
+    /// The record's number within its segment, from 0.
+    pub index: u64,
+    /// The byte offset just after the record.
+    pub end: u64,
+}
+
+struct Segment {
+    id: u64,
+    /// Bytes the file holds (written to the OS).
+    bytes: u64,
+    /// Records acknowledged from the start, and the offset after them.
+    committed: (u64, u64),
+    commit_dirty: bool,
+    /// The reader reached the end of this sealed segment.
+    read_done: bool,
+    /// Records read and handed out but not yet acknowledged.
+    outstanding: u64,
+}
+
+struct Cursor {
+    segment: u64,
+    file: BufReader<File>,
+    index: u64,
+    offset: u64,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    config: SpoolConfig,
+    shared: Arc<Shared>,
+    /// Oldest first; the last one is being written.
+    segments: VecDeque<Segment>,
+    writer: File,
+    write_buf: Vec<u8>,
+    /// Records in `write_buf`.
+    unwritten: u64,
+    /// Records written to the OS and not yet counted as spooled.
+    unsynced: u64,
+    /// The active segment has writes not yet fsynced.
+    needs_sync: bool,
+    last_sync: Instant,
+    last_commit: Instant,
+    cursor: Option<Cursor>,
+    disk_bytes: u64,
+    /// Reused for reading record bodies.
+    read_buf: Vec<u8>,
+    /// What a previous run left, for the spool thread to log.
+    pub replay_note: Option<String>,
+}
+
+/// What `append` did.
+pub enum Appended {
+    Buffered,
+    /// Past `buffer.max_disk_bytes`.
+    Full,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+fn committed_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.committed"))
+}
+
+impl Spool {
+    /// Opens `dir` (creating it), finds the segments a previous run left,
+    /// and starts a new segment to write. Fails only if `dir` is unusable.
+    pub fn open(config: &SpoolConfig, shared: Arc<Shared>) -> Result<Spool, String> {
+        let dir = PathBuf::from(if config.dir.is_empty() { crate::config::DEFAULT_SPOOL_DIR } else { &config.dir });
+        let unusable = |e: io::Error| format!("buffer.dir: cannot write to {:?}: {e}", dir.display().to_string());
+        fs::create_dir_all(&dir).map_err(unusable)?;
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(unusable)? {
+            let name = entry.map_err(unusable)?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
+                ids.push(id);
+            } else if name.ends_with(".tmp") {
+                let _ = fs::remove_file(dir.join(&*name));
+            }
+        }
+        ids.sort_unstable();
+        let mut segments = VecDeque::new();
+        let mut disk_bytes = 0;
+        for &id in &ids {
+            let bytes = fs::metadata(segment_path(&dir, id)).map(|m| m.len()).unwrap_or(0);
+            let committed = read_committed(&committed_path(&dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
+            disk_bytes += bytes;
+            segments.push_back(Segment { id, bytes, committed, commit_dirty: false, read_done: false, outstanding: 0 });
+        }
+        let new_id = ids.last().map_or(1, |last| last + 1);
+        let writer = create_segment(&dir, new_id).map_err(unusable)?;
+        segments.push_back(Segment {
+            id: new_id,
+            bytes: 0,
+            committed: (0, 0),
+            commit_dirty: false,
+            read_done: false,
+            outstanding: 0,
+        });
+        let mut spool = Spool {
+            dir,
+            config: config.clone(),
+            shared,
+            segments,
+            writer,
+            write_buf: Vec::with_capacity(1 << 20),
+            unwritten: 0,
+            unsynced: 0,
+            needs_sync: false,
+            last_sync: Instant::now(),
+            last_commit: Instant::now(),
+            cursor: None,
+            disk_bytes,
+            read_buf: Vec::new(),
+            replay_note: None,
+        };
+        if !ids.is_empty() {
+            let backlog: u64 = spool.segments.iter().map(|s| s.bytes - s.committed.1).sum();
+            spool.replay_note = Some(format!(
+                "replaying {} spool segment(s) from {:?}: {backlog} bytes not yet delivered",
+                ids.len(),
+                spool.dir.display().to_string()
+            ));
+        }
+        spool.update_gauges();
+        Ok(spool)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Adds a record to the write buffer; `flush` writes it out.
+    pub fn append(&mut self, record: &Record) -> io::Result<Appended> {
+        let start = self.write_buf.len();
+        encode_record(record, &mut self.write_buf);
+        let size = (self.write_buf.len() - start) as u64;
+        if self.disk_bytes + size > self.config.max_disk_bytes {
+            self.write_buf.truncate(start);
+            return Ok(Appended::Full);
+        }
+        let active_bytes = self.segments.back().expect("an active segment").bytes + self.write_buf.len() as u64;
+        if active_bytes > self.config.segment_bytes && active_bytes > size {
+            // Seal the active segment with what came before this record.
+            let record_bytes = self.write_buf.split_off(start);
+            self.roll()?;
+            self.write_buf = record_bytes;
+        }
+        self.disk_bytes += size;
+        self.unwritten += 1;
+        Ok(Appended::Buffered)
+    }
+
+    /// Writes the buffer to the OS and syncs as `buffer.fsync` says (always
+    /// when `force_sync`, unless `none`). Returns how many records it wrote:
+    /// with `every_batch` they are also synced.
+    pub fn flush(&mut self, force_sync: bool) -> io::Result<u64> {
+        if !self.write_buf.is_empty() {
+            let result = self.writer.write_all(&self.write_buf);
+            let written = self.write_buf.len() as u64;
+            self.write_buf.clear();
+            if let Err(error) = result {
+                // The file may now end in a partial record: seal it (the
+                // reader skips the torn tail) and write on in a new one.
+                let lost = std::mem::take(&mut self.unwritten);
+                self.disk_bytes -= written;
+                self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
+                let bytes = fs::metadata(segment_path(&self.dir, self.active_id())).map(|m| m.len()).unwrap_or(0);
+                self.disk_bytes += bytes - self.segments.back().map_or(0, |s| s.bytes);
+                self.segments.back_mut().expect("an active segment").bytes = bytes;
+                let _ = self.roll();
+                return Err(error);
+            }
+            self.segments.back_mut().expect("an active segment").bytes += written;
+            self.unsynced += std::mem::take(&mut self.unwritten);
+        }
+        let done = std::mem::take(&mut self.unsynced);
+        self.needs_sync |= done > 0;
+        let due = match self.config.fsync {
+            Fsync::EveryBatch => true,
+            Fsync::IntervalMs(ms) => self.last_sync.elapsed() >= Duration::from_millis(ms),
+            Fsync::Never => false,
+        };
+        if self.needs_sync && (due || force_sync) && self.config.fsync != Fsync::Never {
+            self.writer.sync_data()?;
+            self.last_sync = Instant::now();
+            self.needs_sync = false;
+        }
+        self.shared.metrics.spooled.fetch_add(done, Relaxed);
+        self.update_gauges();
+        Ok(done)
+    }
+
+    fn active_id(&self) -> u64 {
+        self.segments.back().expect("an active segment").id
+    }
+
+    /// Seals the active segment and starts the next one.
+    fn roll(&mut self) -> io::Result<()> {
+        if !self.write_buf.is_empty() {
+            self.writer.write_all(&self.write_buf)?;
+            self.segments.back_mut().expect("an active segment").bytes += self.write_buf.len() as u64;
+            self.write_buf.clear();
+            self.unsynced += std::mem::take(&mut self.unwritten);
+        }
+        if self.config.fsync != Fsync::Never {
+            self.writer.sync_data()?;
+        }
+        let id = self.active_id() + 1;
+        self.writer = create_segment(&self.dir, id)?;
+        self.segments.push_back(Segment {
+            id,
+            bytes: 0,
+            committed: (0, 0),
+            commit_dirty: false,
+            read_done: false,
+            outstanding: 0,
+        });
+        Ok(())
+    }
+
+    /// True when every record written has been read back.
+    pub fn caught_up(&self) -> bool {
+        let active = self.segments.back().expect("an active segment");
+        let earlier_done = self.segments.iter().rev().skip(1).all(|s| s.read_done);
+        let read_to = match &self.cursor {
+            Some(c) if c.segment == active.id => c.offset,
+            Some(_) => return false,
+            None => active.committed.1,
+        };
+        earlier_done && read_to >= active.bytes
+    }
+
+    /// The next record to hand to Kafka, in spool order; `None` when the
+    /// reader has caught up with what has been written.
+    pub fn next(&mut self) -> Option<(Record, Position)> {
+        loop {
+            if self.cursor.is_none() && !self.open_cursor() {
+                return None;
+            }
+            let cursor = self.cursor.as_mut().expect("cursor");
+            let index = self.segments.iter().position(|s| s.id == cursor.segment).expect("cursor's segment");
+            let sealed = index + 1 < self.segments.len();
+            let available = self.segments[index].bytes - cursor.offset;
+            match read_record(cursor, available, &mut self.read_buf) {
+                Read_::Record(record) => {
+                    let position = Position { segment: cursor.segment, index: cursor.index, end: cursor.offset };
+                    self.segments[index].outstanding += 1;
+                    return Some((record, position));
+                }
+                Read_::End if !sealed => return None,
+                Read_::End => {}
+                Read_::Corrupt { skippable } => {
+                    inc(&self.shared.metrics.spool_corrupt_records);
+                    let text = format!(
+                        "kafka bridge: corrupted record {} in spool segment {} skipped{}",
+                        cursor.index,
+                        segment_path(&self.dir, cursor.segment).display(),
+                        if skippable { "" } else { " with the rest of the segment (torn tail)" }
+                    );
+                    self.shared.logger.limited(Level::Error, "spool-corrupt", &text);
+                    if skippable {
+                        continue;
+                    }
+                    if !sealed {
+                        return None;
+                    }
+                }
+            }
+            // The end of a sealed segment: move on to the next one.
+            self.segments[index].read_done = true;
+            let next = self.segments[index + 1].id;
+            self.cursor = None;
+            if !self.open_cursor_at(next) {
+                return None;
+            }
+        }
+    }
+
+    fn open_cursor(&mut self) -> bool {
+        match self.segments.iter().find(|s| !s.read_done) {
+            Some(segment) => {
+                let id = segment.id;
+                self.open_cursor_at(id)
+            }
+            None => false,
+        }
+    }
+
+    fn open_cursor_at(&mut self, id: u64) -> bool {
+        let Some(segment) = self.segments.iter_mut().find(|s| s.id == id) else { return false };
+        let (index, offset) = segment.committed;
+        let opened = File::open(segment_path(&self.dir, id)).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
+        match opened {
+            Ok(file) => {
+                self.cursor = Some(Cursor { segment: id, file: BufReader::with_capacity(1 << 20, file), index, offset });
+                true
+            }
+            Err(error) => {
+                // An unreadable segment cannot be replayed: count it whole as corrupt.
+                segment.read_done = true;
+                inc(&self.shared.metrics.spool_corrupt_records);
+                let text = format!("kafka bridge: cannot read spool segment {id}: {error}");
+                self.shared.logger.limited(Level::Error, "spool-corrupt", &text);
+                false
+            }
+        }
+    }
+
+    /// Kafka acknowledged (or permanently refused) one record read from here.
+    pub fn settled(&mut self, position: Position) {
+        if let Some(segment) = self.segments.iter_mut().find(|s| s.id == position.segment) {
+            segment.outstanding = segment.outstanding.saturating_sub(1);
+        }
+    }
+
+    /// Every record up to and including `position` is settled.
+    pub fn commit(&mut self, position: Position) {
+        if let Some(segment) = self.segments.iter_mut().find(|s| s.id == position.segment) {
+            if position.end > segment.committed.1 {
+                segment.committed = (position.index + 1, position.end);
+                segment.commit_dirty = true;
+            }
+        }
+    }
+
+    /// Writes committed files that changed (at most every 200 ms unless
+    /// `now`) and deletes segments whose every record is settled.
+    pub fn maintain(&mut self, now: bool) {
+        if now || self.last_commit.elapsed() >= COMMIT_EVERY {
+            self.last_commit = Instant::now();
+            let sync = self.config.fsync != Fsync::Never;
+            for segment in self.segments.iter_mut().filter(|s| s.commit_dirty) {
+                segment.commit_dirty = false;
+                if let Err(error) = write_committed(&self.dir, segment.id, segment.committed, sync) {
+                    let text = format!("kafka bridge: cannot record delivered spool records: {error}");
+                    self.shared.logger.limited(Level::Warning, "spool-commit", &text);
+                }
+            }
+        }
+        while self.segments.len() > 1 && self.segments[0].read_done && self.segments[0].outstanding == 0 {
+            self.delete_oldest();
+        }
+        self.update_gauges();
+    }
+
+    /// Removes the oldest segment; returns how many of its records were
+    /// never read (those are what `drop_oldest` loses).
+    fn delete_oldest(&mut self) -> u64 {
+        let Some(segment) = self.segments.pop_front() else { return 0 };
+        let unread = match &self.cursor {
+            Some(c) if c.segment == segment.id => count_records(&segment_path(&self.dir, segment.id), c.offset, segment.bytes),
+            _ if segment.read_done => 0,
+            _ => count_records(&segment_path(&self.dir, segment.id), segment.committed.1, segment.bytes),
+        };
+        if self.cursor.as_ref().is_some_and(|c| c.segment == segment.id) {
+            self.cursor = None;
+        }
+        let _ = fs::remove_file(segment_path(&self.dir, segment.id));
+        let _ = fs::remove_file(committed_path(&self.dir, segment.id));
+        self.disk_bytes -= segment.bytes;
+        unread
+    }
+
+    /// `drop_oldest` on a full spool: deletes the oldest segment to make
+    /// room, returning how many unread records went with it.
+    pub fn evict_oldest_segment(&mut self) -> io::Result<u64> {
+        if self.segments.len() == 1 {
+            self.roll()?;
+        }
+        let dropped = self.delete_oldest();
+        self.update_gauges();
+        Ok(dropped)
+    }
+
+    /// Flushes, syncs and records what was delivered. Called on stop.
+    pub fn close(&mut self) {
+        if let Err(error) = self.flush(true) {
+            let text = format!("kafka bridge: spool write failed on stop: {error}");
+            self.shared.logger.limited(Level::Error, "spool-write", &text);
+        }
+        self.maintain(true);
+        // An empty segment is just noise for the next run.
+        if let Some(active) = self.segments.back() {
+            if active.bytes == 0 {
+                let _ = fs::remove_file(segment_path(&self.dir, active.id));
+                let _ = fs::remove_file(committed_path(&self.dir, active.id));
+            }
+        }
+    }
+
+    fn update_gauges(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.spool_bytes.store(self.disk_bytes, Relaxed);
+        let backlog: u64 = self.segments.iter().map(|s| s.bytes.saturating_sub(s.committed.1)).sum();
+        metrics.spool_backlog_bytes.store(backlog + self.write_buf.len() as u64, Relaxed);
+        metrics.spool_segments.store(self.segments.len() as u64, Relaxed);
+    }
+}
+
+fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(segment_path(dir, id))
+}
+
+fn read_committed(path: &Path) -> Option<(u64, u64)> {
+    let bytes = fs::read(path).ok()?;
+    if bytes.len() != 20 || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..20] {
+        return None;
+    }
+    let index = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+    let end = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
+    Some((index, end))
+}
+
+fn write_committed(dir: &Path, id: u64, (index, end): (u64, u64), sync: bool) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(20);
+    bytes.extend_from_slice(&index.to_le_bytes());
+    bytes.extend_from_slice(&end.to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
+    let path = committed_path(dir, id);
+    let tmp = path.with_extension("committed.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    if sync {
+        file.sync_data()?;
+    }
+    fs::rename(&tmp, &path)
+}
+
+/// Body: enqueue time (unix ms, u64), topic (u16 length), key (u32 length,
+/// `NO_KEY` for none), headers (u16 count; u16 name length, name, u32 value
+/// length, value), then the value to the end.
+fn encode_record(record: &Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES as usize]);
+    out.extend_from_slice(&record.enqueued_unix_ms().to_le_bytes());
+    out.extend_from_slice(&(record.topic.len() as u16).to_le_bytes());
+    out.extend_from_slice(record.topic.as_bytes());
+    match record.key() {
+        Some(key) => {
+            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            out.extend_from_slice(key);
+        }
+        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
+    }
+    let headers = record.headers.as_deref().unwrap_or_default();
+    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out.extend_from_slice(record.value());
+    let body = &out[start + HEADER_BYTES as usize..];
+    let length = (body.len() as u32).to_le_bytes();
+    let crc = crc32c::crc32c(body).to_le_bytes();
+    out[start..start + 4].copy_from_slice(&length);
+    out[start + 4..start + 8].copy_from_slice(&crc);
+}
+
+#[allow(non_camel_case_types)]
+enum Read_ {
+    Record(Record),
+    /// Nothing more has been written.
+    End,
+    /// `skippable`: the length was plausible, so reading can go on after it.
+    Corrupt { skippable: bool },
+}
+
+fn read_record(cursor: &mut Cursor, available: u64, buf: &mut Vec<u8>) -> Read_ {
+    if available == 0 {
+        return Read_::End;
+    }
+    let mut header = [0u8; HEADER_BYTES as usize];
+    if available < HEADER_BYTES || cursor.file.read_exact(&mut header).is_err() {
+        return Read_::Corrupt { skippable: false };
+    }
+    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    if length > MAX_BODY_BYTES || HEADER_BYTES + length as u64 > available {
+        return Read_::Corrupt { skippable: false };
+    }
+    buf.resize(length as usize, 0);
+    if cursor.file.read_exact(buf).is_err() {
+        return Read_::Corrupt { skippable: false };
+    }
+    cursor.offset += HEADER_BYTES + length as u64;
+    cursor.index += 1;
+    if crc32c::crc32c(buf) != crc {
+        return Read_::Corrupt { skippable: true };
+    }
+    match decode_record(buf) {
+        Some(record) => Read_::Record(record),
+        None => Read_::Corrupt { skippable: true },
+    }
+}
+
+fn decode_record(body: &[u8]) -> Option<Record> {
+    let mut rest = body;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        rest = tail;
+        Some(head)
+    };
+    let enqueued_ms = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let topic_len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+    let topic: Arc<str> = std::str::from_utf8(take(topic_len)?).ok()?.into();
+    let key_len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+    let key = if key_len == NO_KEY { None } else { Some(take(key_len as usize)?) };
+    let header_count = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+    let mut headers: Headers = Vec::with_capacity(header_count);
+    for _ in 0..header_count {
+        let name_len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+        let name = std::str::from_utf8(take(name_len)?).ok()?.to_string();
+        let value_len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+        headers.push((name.into(), take(value_len)?.to_vec()));
+    }
+    let value = rest;
+    let mut buf = Vec::with_capacity(key.map_or(0, <[u8]>::len) + value.len());
+    buf.extend_from_slice(key.unwrap_or_default());
+    buf.extend_from_slice(value);
+    Some(Record {
+        topic,
+        buf,
+        key_len: key.map(<[u8]>::len),
+        headers: (header_count > 0).then_some(headers),
+        enqueued_at: Record::instant_of_unix_ms(enqueued_ms),
+    })
+}
+
+/// Counts the records between `from` and `to` in a segment file (for
+/// `drop_oldest` accounting); a torn tail counts as one.
+fn count_records(path: &Path, from: u64, to: u64) -> u64 {
+    let Ok(mut file) = File::open(path) else { return 0 };
+    let (mut offset, mut count) = (from, 0);
+    let mut header = [0u8; 8];
+    while offset < to {
+        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_exact(&mut header).is_err() {
+            return count + 1;
+        }
+        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
+        offset += HEADER_BYTES + length;
+        count += 1;
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BufferMode, Overflow, SpoolConfig};
+    use crate::log::Logger;
+    use crate::queue::Queue;
+    use std::time::Instant;
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared::new(BufferMode::Disk, Queue::new(1000, 1 << 20, Overflow::DropNew), Logger::new(None)))
+    }
+
+    fn config(dir: &Path, segment_bytes: u64, max_disk_bytes: u64) -> SpoolConfig {
+        SpoolConfig {
+            dir: dir.display().to_string(),
+            segment_bytes,
+            max_disk_bytes,
+            fsync: Fsync::EveryBatch,
+            spill_after_ms: 0,
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("kafka_bridge_spool_{name}_{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn record(n: usize) -> Record {
+        Record {
+            topic: "t".into(),
+            buf: format!("k{n}value{n}").into_bytes(),
+            key_len: Some(format!("k{n}").len()),
+            headers: (n % 2 == 0).then(|| vec![("h".into(), vec![n as u8])]),
+            enqueued_at: Instant::now(),
+        }
+    }
+
+    fn drain(spool: &mut Spool) -> Vec<(Record, Position)> {
+        std::iter::from_fn(|| spool.next()).collect()
+    }
+
+    #[test]
+    fn records_round_trip_across_segments() {
+        let dir = temp_dir("round_trip");
+        let mut spool = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
+        for n in 0..500 {
+            assert!(matches!(spool.append(&record(n)).unwrap(), Appended::Buffered));
+        }
+        assert_eq!(spool.flush(false).unwrap(), 500);
+        assert!(spool.segments.len() > 2, "small segments roll");
+        let read = drain(&mut spool);
+        assert_eq!(read.len(), 500);
+        for (n, (r, _)) in read.iter().enumerate() {
+            assert_eq!(r.key(), Some(format!("k{n}").as_bytes()));
+            assert_eq!(r.value(), format!("value{n}").as_bytes());
+            assert_eq!(r.headers.is_some(), n % 2 == 0);
+        }
+        assert!(spool.caught_up());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unsettled_records_are_replayed_and_settled_segments_deleted() {
+        let dir = temp_dir("replay");
+        let mut spool = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
+        for n in 0..300 {
+            spool.append(&record(n)).unwrap();
+        }
+        spool.flush(false).unwrap();
+        let read = drain(&mut spool);
+        // Kafka acknowledged the first 100 only.
+        for (_, position) in &read[..100] {
+            spool.settled(*position);
+            spool.commit(*position);
+        }
+        spool.maintain(true);
+        drop(spool);
+        let mut again = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
+        let replayed = drain(&mut again);
+        assert_eq!(replayed.first().map(|(r, _)| r.value().to_vec()), Some(b"value100".to_vec()));
+        assert_eq!(replayed.len(), 200);
+        for (_, position) in &replayed {
+            again.settled(*position);
+            again.commit(*position);
+        }
+        again.maintain(true);
+        assert_eq!(again.segments.len(), 1, "only the active segment is left");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_torn_tail_is_counted_and_what_precedes_it_survives() {
+        let dir = temp_dir("torn");
+        let shared_state = shared();
+        let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
+        for n in 0..10 {
+            spool.append(&record(n)).unwrap();
+        }
+        spool.flush(false).unwrap();
+        let path = segment_path(&dir, 1);
+        drop(spool);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        let shared_state = shared();
+        let mut again = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
+        assert_eq!(drain(&mut again).len(), 9);
+        assert_eq!(shared_state.metrics.spool_corrupt_records.load(Relaxed), 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_flipped_byte_skips_one_record() {
+        let dir = temp_dir("flipped");
+        let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared()).unwrap();
+        for n in 0..10 {
+            spool.append(&record(n)).unwrap();
+        }
+        spool.flush(false).unwrap();
+        drop(spool);
+        let path = segment_path(&dir, 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+        let shared_state = shared();
+        let mut again = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
+        let values: Vec<Vec<u8>> = drain(&mut again).into_iter().map(|(r, _)| r.value().to_vec()).collect();
+        assert_eq!(values.len(), 9);
+        assert_eq!(values[8], b"value8");
+        assert_eq!(shared_state.metrics.spool_corrupt_records.load(Relaxed), 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_full_spool_refuses_and_drop_oldest_makes_room() {
+        let dir = temp_dir("full");
+        let mut spool = Spool::open(&config(&dir, 4096, 8192), shared()).unwrap();
+        let mut buffered = 0;
+        for n in 0..1000 {
+            if let Appended::Buffered = spool.append(&record(n)).unwrap() {
+                buffered += 1;
+            }
+        }
+        spool.flush(false).unwrap();
+        assert!(buffered < 1000 && buffered > 100);
+        assert!(spool.disk_bytes <= 8192);
+        let dropped = spool.evict_oldest_segment().unwrap();
+        assert!(dropped > 0);
+        let left = drain(&mut spool).len() as u64;
+        assert_eq!(left + dropped, buffered);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_unwritable_dir_is_a_clear_error() {
+        let error = Spool::open(&config(Path::new("/proc/version/spool"), 4096, 8192), shared()).err().unwrap();
+        assert!(error.starts_with("buffer.dir: cannot write to \"/proc/version/spool\""), "{error}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The spool thread of the `disk` and `hybrid` modes.
+//!
+//! It moves events from the hook queue into the spool, and from the spool
+//! into librdkafka, in order. Delivery reports settle spool records; a
+//! segment is deleted once all of its records are settled.
+//!
+//! `disk`: every event is written to the spool (and synced as `buffer.fsync`
+//! says) before it is handed to librdkafka.
+//! `hybrid`: events go straight to librdkafka while it has room and the
+//! broker is reachable; otherwise they spill to the spool, and keep going
+//! there until the reader has caught up, so order is kept.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
+
+use crate::config::Overflow;
+use crate::log::Level;
+use crate::metrics::inc;
+use crate::producer::{produce, Context, Produced, Report, Shared, CONNECTED, RUN};
+use crate::queue::Record;
+use crate::spool::{Appended, Position, Spool};
+
+/// Records taken from the hook queue per round.
+const BATCH: usize = 16 * 1024;
+/// Records handed from the spool to librdkafka per round.
+const FEED: usize = 16 * 1024;
+
+pub struct Options {
+    /// `hybrid` mode: how long the broker may be unreachable before spilling.
+    pub spill_after: Option<Duration>,
+    pub overflow: Overflow,
+}
+
+/// Records handed to librdkafka and not yet settled, in the order sent;
+/// the delivery opaque is the record's sequence number. Settled records
+/// leave from the front, which commits the spool's delivered prefix.
+#[derive(Default)]
+struct Window {
+    front_seq: usize,
+    slots: VecDeque<Slot>,
+}
+
+struct Slot {
+    settled: bool,
+    /// `None` for a hybrid record sent straight from memory.
+    position: Option<Position>,
+    enqueued_at: Instant,
+}
+
+impl Window {
+    fn next_seq(&self) -> usize {
+        self.front_seq + self.slots.len()
+    }
+
+    fn push(&mut self, position: Option<Position>, enqueued_at: Instant) {
+        self.slots.push_back(Slot { settled: false, position, enqueued_at });
+    }
+
+    fn slot(&mut self, seq: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(seq.checked_sub(self.front_seq)?)
+    }
+
+    /// Pops settled records off the front, committing spool positions.
+    fn advance(&mut self, spool: &mut Spool) {
+        while self.slots.front().is_some_and(|s| s.settled) {
+            let slot = self.slots.pop_front().expect("front");
+            self.front_seq += 1;
+            if let Some(position) = slot.position {
+                spool.commit(position);
+            }
+        }
+    }
+}
+
+struct SpoolThread {
+    producer: BaseProducer<Context>,
+    shared: Arc<Shared>,
+    spool: Spool,
+    options: Options,
+    window: Window,
+    /// A spool record librdkafka had no room for yet.
+    pending: Option<(Record, Position)>,
+    /// hybrid: events go to the spool rather than straight to librdkafka.
+    spilling: bool,
+    unreachable_since: Option<Instant>,
+}
+
+pub fn run(
+    producer: BaseProducer<Context>,
+    spool: Spool,
+    options: Options,
+    mode: Arc<AtomicU8>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+) {
+    let shared = spool.shared().clone();
+    let rx = shared.queue.receiver().clone();
+    if let Some(note) = &spool.replay_note {
+        shared.logger.limited(Level::Info, "spool-replay", &format!("kafka bridge: {note}"));
+    }
+    let spilling = options.spill_after.is_none() || !spool.caught_up();
+    let mut thread = SpoolThread {
+        producer,
+        shared,
+        spool,
+        options,
+        window: Window::default(),
+        pending: None,
+        spilling,
+        unreachable_since: None,
+    };
+    while mode.load(SeqCst) == RUN {
+        thread.round(&rx);
+    }
+    let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
+    thread.stop(&rx, deadline);
+}
+
+impl SpoolThread {
+    fn round(&mut self, rx: &Receiver<Record>) {
+        let wait = if self.pending.is_some() {
+            // librdkafka is full: give deliveries time (new events still wake us).
+            Duration::from_millis(10)
+        } else if !self.spool.caught_up() {
+            Duration::ZERO
+        } else if self.shared.metrics.inflight.load(Relaxed) > 0 {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(50)
+        };
+        let first = if wait.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(wait).ok() };
+        self.track_reachability();
+        for record in first.into_iter().chain(rx.try_iter().take(BATCH)) {
+            self.shared.queue.release(record.budget_bytes());
+            self.accept(record);
+        }
+        self.flush(false);
+        self.feed();
+        if self.spilling && self.options.spill_after.is_some() && self.pending.is_none() && self.spool.caught_up()
+            && !self.broker_unreachable()
+        {
+            self.spilling = false;
+        }
+        self.producer.poll(Duration::ZERO);
+        self.settle();
+        self.spool.maintain(false);
+    }
+
+    /// An event from the hooks: straight to librdkafka (hybrid, when it can)
+    /// or into the spool.
+    fn accept(&mut self, record: Record) {
+        let mut record = record;
+        if !self.spilling {
+            if self.broker_unreachable() {
+                self.start_spilling("the Kafka broker has been unreachable for buffer.spill_after");
+            } else {
+                let seq = self.window.next_seq();
+                match produce(&self.producer, &self.shared, &record, seq) {
+                    Produced::Queued => return self.window.push(None, record.enqueued_at),
+                    Produced::Refused => return,
+                    Produced::QueueFull => {
+                        self.start_spilling("the memory buffer is full");
+                    }
+                }
+            }
+        }
+        self.store(&mut record);
+    }
+
+    fn start_spilling(&mut self, why: &str) {
+        self.spilling = true;
+        let text = format!("kafka bridge: spilling events to disk: {why}");
+        self.shared.logger.limited(Level::Warning, "spool-spill", &text);
+    }
+
+    fn track_reachability(&mut self) {
+        if self.shared.status.state.load(Relaxed) == CONNECTED {
+            self.unreachable_since = None;
+        } else {
+            self.unreachable_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn broker_unreachable(&self) -> bool {
+        match (self.options.spill_after, self.unreachable_since) {
+            (Some(after), Some(since)) => since.elapsed() >= after,
+            _ => false,
+        }
+    }
+
+    /// Appends to the spool; a full spool applies `buffer.overflow`.
+    fn store(&mut self, record: &mut Record) {
+        let metrics = &self.shared.metrics;
+        for _attempt in 0..4 {
+            match self.spool.append(record) {
+                Ok(Appended::Buffered) => return,
+                Ok(Appended::Full) if self.options.overflow == Overflow::DropOldest => {
+                    match self.spool.evict_oldest_segment() {
+                        Ok(dropped) => {
+                            metrics.dropped_spool_full.fetch_add(dropped, Relaxed);
+                            self.log_full();
+                        }
+                        Err(error) => return self.write_failed(&error, 1),
+                    }
+                }
+                Ok(Appended::Full) => break,
+                Err(error) => return self.write_failed(&error, 1),
+            }
+        }
+        inc(&metrics.dropped_spool_full);
+        self.log_full();
+    }
+
+    fn log_full(&self) {
+        let text = "kafka bridge: the spool is full (buffer.max_disk_bytes); dropping events per buffer.overflow";
+        self.shared.logger.limited(Level::Error, "spool-full", text);
+        self.shared.status.set_error(text.to_string());
+    }
+
+    fn write_failed(&self, error: &std::io::Error, lost: u64) {
+        self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
+        let text = format!("kafka bridge: cannot write to the spool: {error}");
+        self.shared.logger.limited(Level::Error, "spool-write", &text);
+        self.shared.status.set_error(text);
+    }
+
+    fn flush(&mut self, force_sync: bool) {
+        if let Err(error) = self.spool.flush(force_sync) {
+            // flush() has counted the records it lost.
+            self.write_failed(&error, 0);
+        }
+    }
+
+    /// Hands spool records to librdkafka until it is full or none are left.
+    fn feed(&mut self) {
+        for _ in 0..FEED {
+            let Some((record, position)) = self.pending.take().or_else(|| self.spool.next()) else { return };
+            let seq = self.window.next_seq();
+            match produce(&self.producer, &self.shared, &record, seq) {
+                Produced::Queued => self.window.push(Some(position), record.enqueued_at),
+                Produced::Refused => {
+                    // Never retried: settle it so its segment can go.
+                    self.window.push(Some(position), record.enqueued_at);
+                    self.settle_one(seq, false);
+                }
+                Produced::QueueFull => {
+                    self.pending = Some((record, position));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Applies the delivery reports gathered by the last poll.
+    fn settle(&mut self) {
+        let reports = match &self.producer.context().reports {
+            Some(reports) => std::mem::take(&mut *reports.lock().unwrap_or_else(|e| e.into_inner())),
+            None => return,
+        };
+        for report in reports {
+            match report {
+                Report::Settled { seq, delivered } => self.settle_one(seq, delivered),
+                Report::Purged { seq, mut record } => {
+                    // A spool record stays unsettled: it is replayed on the
+                    // next start. One sent from memory is written out now.
+                    if let Some(slot) = self.window.slot(seq) {
+                        if slot.position.is_none() {
+                            record.enqueued_at = slot.enqueued_at;
+                            self.store(&mut record);
+                            self.settle_one(seq, false);
+                        }
+                    }
+                }
+            }
+        }
+        self.window.advance(&mut self.spool);
+    }
+
+    fn settle_one(&mut self, seq: usize, delivered: bool) {
+        let Some(slot) = self.window.slot(seq) else { return };
+        slot.settled = true;
+        if delivered {
+            self.shared.metrics.latency.record(slot.enqueued_at.elapsed().as_millis() as u64);
+        }
+        if let Some(position) = slot.position {
+            self.spool.settled(position);
+        }
+    }
+
+    /// Writes everything the hooks queued to the spool, delivers what it
+    /// can before `deadline` (while the broker is up), then takes back what
+    /// librdkafka holds: spool records are replayed on the next start.
+    fn stop(mut self, rx: &Receiver<Record>, deadline: Instant) {
+        let queued = rx.len();
+        for mut record in rx.try_iter().take(queued) {
+            self.shared.queue.release(record.budget_bytes());
+            self.store(&mut record);
+        }
+        self.flush(true);
+        while Instant::now() < deadline && self.shared.status.state.load(Relaxed) == CONNECTED {
+            if self.pending.is_none() && self.spool.caught_up() && self.window.slots.is_empty() {
+                break;
+            }
+            self.feed();
+            self.producer.poll(Duration::from_millis(10));
+            self.settle();
+            self.spool.maintain(false);
+        }
+        self.pending = None;
+        self.producer.purge(PurgeConfig::default().queue().inflight());
+        let _ = self.producer.flush(Duration::from_millis(500));
+        self.producer.poll(Duration::ZERO);
+        self.settle();
+        self.spool.close();
+    }
+}

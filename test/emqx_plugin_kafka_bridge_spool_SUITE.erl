@@ -1,0 +1,193 @@
+%% @doc The durable spool (buffer.mode = disk | hybrid) against a real
+%% broker: a long outage across an app restart, kill -9 of the node that
+%% holds the bridge, a corrupted segment tail, a full spool, hybrid
+%% spilling, and an unusable spool directory.
+-module(emqx_plugin_kafka_bridge_spool_SUITE).
+
+-compile([export_all, nowarn_export_all]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(kafka_bridge_test_lib, [consume/4, ids/1, unique/1, publish_range/3, wait_until/2]).
+
+all() ->
+    [outage_across_restart_loses_nothing, kill_9_loses_nothing_spooled, corrupted_tail_is_skipped_and_counted,
+     full_spool_counts_every_drop, hybrid_spills_during_outage, unusable_dir_refuses_to_start].
+
+init_per_testcase(_Case, Config) ->
+    Priv = ?config(priv_dir, Config),
+    [{dir, filename:join(Priv, unique(<<"broker">>))},
+     {spool_dir, filename:join(Priv, unique(<<"spool">>))} | Config].
+
+end_per_testcase(_Case, _Config) ->
+    kafka_bridge_test_lib:stop_bridge(),
+    emqx_hooks:reset(),
+    kafka_bridge_test_lib:stop_all_brokers().
+
+%% A broker address on a free port where nothing listens yet.
+down_broker(Config) ->
+    Dir = ?config(dir, Config),
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    #{port => kafka_bridge_test_lib:free_port(), dir => Dir}.
+
+bring_up(#{port := Port, dir := Dir}, Topic) ->
+    Broker = kafka_bridge_test_lib:start_broker(Dir, "memory://tansu/", Port),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    Broker.
+
+bridge_config(Broker, Topic, Config, Buffer) ->
+    kafka_bridge_test_lib:config(
+      Broker, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+                <<"buffer">> => maps:merge(#{<<"mode">> => <<"disk">>,
+                                             <<"dir">> => iolist_to_binary(?config(spool_dir, Config))},
+                                           Buffer)}).
+
+start(Broker, Topic, Config, Buffer) ->
+    {ok, _} = kafka_bridge_test_lib:start_bridge(bridge_config(Broker, Topic, Config, Buffer)).
+
+metric(Name) ->
+    maps:get(Name, emqx_plugin_kafka_bridge:metrics()).
+
+wait_metric(Name, Value) ->
+    ok = wait_until(fun() -> metric(Name) =:= Value end, 30000).
+
+segments(Config) ->
+    lists:sort(filelib:wildcard(binary_to_list(iolist_to_binary(filename:join(?config(spool_dir, Config), "*.seg"))))).
+
+%%--------------------------------------------------------------------
+
+%% The broker is down the whole time the first run bridges 100 000 events;
+%% the app stops, starts again, the broker comes up: all 100 000 arrive.
+outage_across_restart_loses_nothing(Config) ->
+    Down = down_broker(Config),
+    Topic = unique(<<"restart">>),
+    N = 100000,
+    Buffer = #{<<"max_messages">> => 1000000},
+    start(Down, Topic, Config, Buffer),
+    publish_range(1, N, <<"r/1">>),
+    wait_metric(spooled, N),
+    ?assertMatch(#{dropped := 0, delivered := 0}, emqx_plugin_kafka_bridge:metrics()),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    ?assertNotEqual([], segments(Config)),
+    Broker = bring_up(Down, Topic),
+    start(Broker, Topic, Config, Buffer),
+    Ids = ids(consume(Broker, Topic, N, 15000)),
+    ?assertEqual(lists:seq(1, N), lists:usort(Ids)),
+    %% Delivered segments are deleted; only the empty active one is left.
+    wait_metric(spool_bytes, 0),
+    ?assertMatch(#{spool_corrupt_records := 0, dropped := 0}, emqx_plugin_kafka_bridge:metrics()).
+
+%% A peer node bridges a stream of events in disk mode and is killed with
+%% kill -9 mid-stream. Every event its metrics counted as spooled before
+%% the kill arrives once a new node starts on the same spool.
+kill_9_loses_nothing_spooled(Config) ->
+    Broker = kafka_bridge_test_lib:start_broker(?config(dir, Config)),
+    Topic = unique(<<"kill9">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    BridgeConfig = bridge_config(Broker, Topic, Config, #{<<"max_messages">> => 1000000}),
+    N = 40000,
+    {Peer1, OsPid} = start_peer(BridgeConfig),
+    _ = peer:call(Peer1, erlang, spawn, [kafka_bridge_test_lib, publish_range, [1, N, <<"k/9">>]]),
+    PeerMetrics = fun() -> peer:call(Peer1, emqx_plugin_kafka_bridge, metrics, []) end,
+    ok = wait_until(fun() -> maps:get(spooled, PeerMetrics()) >= N div 4 end, 30000),
+    #{spooled := Spooled, dropped := 0, delivered := Delivered} = PeerMetrics(),
+    os:cmd("kill -9 " ++ OsPid),
+    ct:log("killed the node with ~b events spooled, ~b delivered", [Spooled, Delivered]),
+    ?assert(Spooled < N),
+    {Peer2, _} = start_peer(BridgeConfig),
+    try
+        Ids = lists:usort(ids(consume(Broker, Topic, N, 10000))),
+        ?assertEqual([], ordsets:subtract(lists:seq(1, Spooled), Ids)),
+        ct:log("~b distinct ids arrived", [length(Ids)])
+    after
+        peer:call(Peer2, application, stop, [emqx_plugin_kafka_bridge]),
+        peer:stop(Peer2)
+    end.
+
+start_peer(BridgeConfig) ->
+    Ebin = filename:dirname(code:which(emqx_plugin_kafka_bridge)),
+    TestEbin = filename:dirname(code:which(emqx_hooks)),
+    {ok, Peer, _Node} = peer:start(#{connection => standard_io, args => ["-pa", Ebin, "-pa", TestEbin]}),
+    ok = peer:call(Peer, application, set_env, [emqx_plugin_kafka_bridge, config, BridgeConfig]),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [emqx_plugin_kafka_bridge]),
+    {Peer, peer:call(Peer, os, getpid, [])}.
+
+%% A flipped byte in the last record of a segment: the 999 records before
+%% it arrive and spool_corrupt_records counts the one skipped.
+corrupted_tail_is_skipped_and_counted(Config) ->
+    Down = down_broker(Config),
+    Topic = unique(<<"corrupt">>),
+    start(Down, Topic, Config, #{}),
+    publish_range(1, 1000, <<"c/1">>),
+    wait_metric(spooled, 1000),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    [Segment] = [S || S <- segments(Config), filelib:file_size(S) > 0],
+    {ok, Bytes} = file:read_file(Segment),
+    Cut = byte_size(Bytes) - 2,
+    <<Head:Cut/binary, Byte, Tail/binary>> = Bytes,
+    ok = file:write_file(Segment, <<Head/binary, (Byte bxor 16#ff), Tail/binary>>),
+    Broker = bring_up(Down, Topic),
+    start(Broker, Topic, Config, #{}),
+    Ids = ids(consume(Broker, Topic, 999, 5000)),
+    ?assertEqual(lists:seq(1, 999), lists:sort(Ids)),
+    ?assertEqual(1, metric(spool_corrupt_records)).
+
+%% A 256 KB spool and 5000 events while the broker is down: every event
+%% is either spooled or counted in dropped_spool_full, and the spooled
+%% ones (the oldest, with drop_new) all arrive later.
+full_spool_counts_every_drop(Config) ->
+    Down = down_broker(Config),
+    Topic = unique(<<"full">>),
+    N = 5000,
+    Buffer = #{<<"segment_bytes">> => <<"64KB">>, <<"max_disk_bytes">> => <<"256KB">>},
+    start(Down, Topic, Config, Buffer),
+    publish_range(1, N, <<"f/1">>),
+    ok = wait_until(fun() -> metric(spooled) + metric(dropped_spool_full) =:= N end, 30000),
+    #{spooled := Spooled, dropped_spool_full := Full, dropped := Dropped, spool_bytes := SpoolBytes} =
+        emqx_plugin_kafka_bridge:metrics(),
+    ct:log("spooled ~b, dropped_spool_full ~b, spool_bytes ~b", [Spooled, Full, SpoolBytes]),
+    ?assert(Full > 0),
+    ?assertEqual(Full, Dropped),
+    ?assert(SpoolBytes =< 256 * 1024),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Broker = bring_up(Down, Topic),
+    start(Broker, Topic, Config, Buffer),
+    Ids = ids(consume(Broker, Topic, N, 5000)),
+    ?assertEqual(lists:seq(1, Spooled), lists:sort(Ids)).
+
+%% hybrid: events go straight to Kafka while it is up; after
+%% buffer.spill_after of outage they go to disk, and all arrive once the
+%% broker is back.
+hybrid_spills_during_outage(Config) ->
+    Broker = kafka_bridge_test_lib:start_broker(?config(dir, Config), "sqlite://tansu.db"),
+    Topic = unique(<<"hybrid">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    start(Broker, Topic, Config, #{<<"mode">> => <<"hybrid">>, <<"spill_after">> => <<"500ms">>}),
+    publish_range(1, 1000, <<"h/1">>),
+    #{delivered := 1000} = kafka_bridge_test_lib:wait_for_delivered(1000, 30000),
+    ?assertEqual(0, metric(spooled)),
+    kafka_bridge_test_lib:kill_broker(Broker),
+    ok = wait_until(fun() -> maps:get(state, emqx_plugin_kafka_bridge:status()) =/= connected end, 30000),
+    timer:sleep(1000),
+    publish_range(1001, 3000, <<"h/1">>),
+    wait_metric(spooled, 2000),
+    kafka_bridge_test_lib:restart_broker(Broker),
+    Ids = ids(consume(Broker, Topic, 3000, 10000)),
+    ?assertEqual(lists:seq(1, 3000), lists:usort(Ids)),
+    %% Delivered, so acknowledged in the spool.
+    wait_metric(spool_backlog_bytes, 0),
+    ?assertEqual(0, metric(dropped)).
+
+%% The only reason to refuse a start: a spool directory that cannot be
+%% written, named in the error.
+unusable_dir_refuses_to_start(Config) ->
+    Broker = down_broker(Config),
+    Bad = bridge_config(Broker, <<"t">>, Config, #{<<"dir">> => <<"/proc/version/spool">>}),
+    application:set_env(emqx_plugin_kafka_bridge, config, Bad),
+    Result = application:start(emqx_plugin_kafka_bridge),
+    ct:log("~p", [Result]),
+    {error, Reason} = Result,
+    Text = iolist_to_binary(io_lib:format("~p", [Reason])),
+    ?assertNotEqual(nomatch, binary:match(Text, <<"buffer.dir: cannot write to \\\"/proc/version/spool\\\"">>)),
+    ?assertEqual(undefined, whereis(emqx_plugin_kafka_bridge_sup)).
