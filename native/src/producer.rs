@@ -6,7 +6,7 @@
 //! taking records, flushes what it holds and hands anything it could not
 //! deliver back to the queue, so no accepted event is lost by the switch.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -101,6 +101,32 @@ pub struct Context {
     /// Spool modes: reports go here and the opaque is the spool thread's
     /// sequence number. Memory mode: `None`, reports are handled inline.
     pub reports: Option<Mutex<Vec<Report>>>,
+    /// The clock as of the current poll (ms since the bridge's epoch, Unix
+    /// ms): one reading per poll instead of one per delivery report.
+    poll_epoch_ms: AtomicU32,
+    poll_unix_ms: AtomicI64,
+}
+
+/// Serves delivery reports, with the clock they use read once.
+pub fn poll(producer: &BaseProducer<Context>, timeout: Duration) {
+    let context = producer.context();
+    context.poll_epoch_ms.store(context.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
+    context.poll_unix_ms.store(unix_ms(), Relaxed);
+    producer.poll(timeout);
+}
+
+/// Serves every delivery report that is ready: `BaseProducer::poll` with a
+/// zero timeout serves one event (one produce response) per call, which
+/// capped deliveries at a batch per loop round.
+pub fn poll_ready(producer: &BaseProducer<Context>) {
+    let inflight = &producer.context().shared.metrics.inflight;
+    for _ in 0..1024 {
+        let before = inflight.load(Relaxed);
+        poll(producer, Duration::ZERO);
+        if inflight.load(Relaxed) == before {
+            break;
+        }
+    }
 }
 
 impl ClientContext for Context {
@@ -168,7 +194,7 @@ impl ProducerContext for Context {
         match result {
             Ok(message) => {
                 self.delivered(message.topic());
-                let now = shared.millis_since_epoch(Instant::now()) as u32;
+                let now = self.poll_epoch_ms.load(Relaxed);
                 let latency = now.wrapping_sub((opaque & 0xffff_ffff) as u32);
                 shared.metrics.latency.record(latency as u64);
             }
@@ -208,7 +234,7 @@ impl Context {
         inc(&shared.metrics.delivered);
         shared.metrics.topic_outcome(topic, true);
         shared.status.state.store(CONNECTED, Relaxed);
-        shared.status.last_delivery_ms.store(unix_ms(), Relaxed);
+        shared.status.last_delivery_ms.store(self.poll_unix_ms.load(Relaxed), Relaxed);
     }
 
     fn failed(&self, topic: &str, error: &KafkaError) {
@@ -286,7 +312,14 @@ impl ProducerHandle {
             BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
         };
         let reports = spool.as_ref().map(|_| Mutex::new(Vec::new()));
-        let context = Context { shared: shared.clone(), mode: mode.clone(), retries_seen: AtomicI64::new(0), reports };
+        let context = Context {
+            shared: shared.clone(),
+            mode: mode.clone(),
+            retries_seen: AtomicI64::new(0),
+            reports,
+            poll_epoch_ms: AtomicU32::new(0),
+            poll_unix_ms: AtomicI64::new(0),
+        };
         let producer: BaseProducer<Context> = client_config(kafka, buffer)
             .create_with_context(context)
             .map_err(|e| config_error(&e, kafka))?;
@@ -354,11 +387,11 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
             if let Err(back) = hand_over(&producer, &shared, record) {
                 // librdkafka's queue is full: let deliveries make room.
                 pending = Some(back);
-                producer.poll(Duration::from_millis(10));
+                poll(&producer, Duration::from_millis(10));
                 break;
             }
         }
-        producer.poll(Duration::ZERO);
+        poll_ready(&producer);
     }
 
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
@@ -368,7 +401,7 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
             let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
             if let Err(back) = hand_over(&producer, &shared, record) {
                 pending = Some(back);
-                producer.poll(Duration::from_millis(10));
+                poll(&producer, Duration::from_millis(10));
             }
         }
         let mut left = 0;
@@ -389,7 +422,7 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     // requeued when retiring, counted as dropped_on_stop when stopping.
     producer.purge(PurgeConfig::default().queue().inflight());
     let _ = producer.flush(Duration::from_millis(500));
-    producer.poll(Duration::ZERO);
+    poll(&producer, Duration::ZERO);
 }
 
 /// Hands one record to librdkafka; gives it back when librdkafka's queue is full.

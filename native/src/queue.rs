@@ -38,11 +38,6 @@ impl Record {
         &self.buf[self.key_len.unwrap_or(0)..]
     }
 
-    /// The enqueue time as Unix milliseconds, for the spool.
-    pub fn enqueued_unix_ms(&self) -> u64 {
-        unix_ms().saturating_sub(self.enqueued_at.elapsed().as_millis() as u64)
-    }
-
     /// The `Instant` of a Unix-milliseconds time read back from the spool.
     pub fn instant_of_unix_ms(ms: u64) -> Instant {
         let age = Duration::from_millis(unix_ms().saturating_sub(ms));

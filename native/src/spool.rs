@@ -54,6 +54,8 @@ struct Segment {
     read_done: bool,
     /// Records read and handed out but not yet acknowledged.
     outstanding: u64,
+    /// Records appended by this run (numbering continues from here).
+    appended: u64,
 }
 
 struct Cursor {
@@ -61,6 +63,8 @@ struct Cursor {
     file: BufReader<File>,
     index: u64,
     offset: u64,
+    /// Fresh records moved the cursor without reading: seek before reading.
+    needs_seek: bool,
 }
 
 pub struct Spool {
@@ -85,11 +89,35 @@ pub struct Spool {
     read_buf: Vec<u8>,
     /// What a previous run left, for the spool thread to log.
     pub replay_note: Option<String>,
+    /// Records just appended, still in memory, that the cursor will reach
+    /// next: handed out without reading them back (see `offer_fresh`).
+    fresh: VecDeque<(Record, Position)>,
+    fresh_bytes: usize,
+}
+
+/// At most this much is kept in `fresh`; past it, records are read back.
+const MAX_FRESH_BYTES: usize = 64 << 20;
+
+/// Now, as both clocks: records carry an `Instant`, the spool Unix ms.
+#[derive(Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: u64,
+}
+
+impl Now {
+    pub fn get() -> Now {
+        Now { instant: Instant::now(), unix_ms: crate::queue::unix_ms() }
+    }
+
+    fn unix_ms_of(&self, at: Instant) -> u64 {
+        self.unix_ms.saturating_sub(self.instant.saturating_duration_since(at).as_millis() as u64)
+    }
 }
 
 /// What `append` did.
 pub enum Appended {
-    Buffered,
+    Buffered(Position),
     /// Past `buffer.max_disk_bytes`.
     Full,
 }
@@ -126,7 +154,15 @@ impl Spool {
             let bytes = fs::metadata(segment_path(&dir, id)).map(|m| m.len()).unwrap_or(0);
             let committed = read_committed(&committed_path(&dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
             disk_bytes += bytes;
-            segments.push_back(Segment { id, bytes, committed, commit_dirty: false, read_done: false, outstanding: 0 });
+            segments.push_back(Segment {
+                id,
+                bytes,
+                committed,
+                commit_dirty: false,
+                read_done: false,
+                outstanding: 0,
+                appended: 0,
+            });
         }
         let new_id = ids.last().map_or(1, |last| last + 1);
         let writer = create_segment(&dir, new_id).map_err(unusable)?;
@@ -137,6 +173,7 @@ impl Spool {
             commit_dirty: false,
             read_done: false,
             outstanding: 0,
+            appended: 0,
         });
         let mut spool = Spool {
             dir,
@@ -154,6 +191,8 @@ impl Spool {
             disk_bytes,
             read_buf: Vec::new(),
             replay_note: None,
+            fresh: VecDeque::new(),
+            fresh_bytes: 0,
         };
         if !ids.is_empty() {
             let backlog: u64 = spool.segments.iter().map(|s| s.bytes - s.committed.1).sum();
@@ -172,9 +211,9 @@ impl Spool {
     }
 
     /// Adds a record to the write buffer; `flush` writes it out.
-    pub fn append(&mut self, record: &Record) -> io::Result<Appended> {
+    pub fn append(&mut self, record: &Record, now: Now) -> io::Result<Appended> {
         let start = self.write_buf.len();
-        encode_record(record, &mut self.write_buf);
+        encode_record(record, now.unix_ms_of(record.enqueued_at), &mut self.write_buf);
         let size = (self.write_buf.len() - start) as u64;
         if self.disk_bytes + size > self.config.max_disk_bytes {
             self.write_buf.truncate(start);
@@ -189,7 +228,32 @@ impl Spool {
         }
         self.disk_bytes += size;
         self.unwritten += 1;
-        Ok(Appended::Buffered)
+        let active = self.segments.back_mut().expect("an active segment");
+        let end = active.bytes + self.write_buf.len() as u64;
+        active.appended += 1;
+        Ok(Appended::Buffered(Position { segment: active.id, index: active.appended - 1, end }))
+    }
+
+    /// Keeps a just-appended record in memory when the cursor will reach it
+    /// next, so `next` hands it out without reading it back from disk.
+    pub fn offer_fresh(&mut self, record: Record, position: Position) {
+        let expected = match (self.fresh.back(), &self.cursor) {
+            (Some((_, last)), _) => Some((last.segment, last.index + 1)),
+            (None, Some(c)) => Some((c.segment, c.index)),
+            (None, None) => self.segments.iter().find(|s| !s.read_done).map(|s| (s.id, s.committed.0)),
+        };
+        let size = record.buf.len() + record.topic.len() + 64;
+        if expected == Some((position.segment, position.index)) && self.fresh_bytes + size <= MAX_FRESH_BYTES {
+            self.fresh_bytes += size;
+            self.fresh.push_back((record, position));
+        } else {
+            self.clear_fresh();
+        }
+    }
+
+    fn clear_fresh(&mut self) {
+        self.fresh.clear();
+        self.fresh_bytes = 0;
     }
 
     /// Writes the buffer to the OS and syncs as `buffer.fsync` says (always
@@ -203,6 +267,7 @@ impl Spool {
             if let Err(error) = result {
                 // The file may now end in a partial record: seal it (the
                 // reader skips the torn tail) and write on in a new one.
+                self.clear_fresh();
                 let lost = std::mem::take(&mut self.unwritten);
                 self.disk_bytes -= written;
                 self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
@@ -238,6 +303,8 @@ impl Spool {
 
     /// Seals the active segment and starts the next one.
     fn roll(&mut self) -> io::Result<()> {
+        // The cursor crosses segments by reading; keep that path simple.
+        self.clear_fresh();
         if !self.write_buf.is_empty() {
             self.writer.write_all(&self.write_buf)?;
             self.segments.back_mut().expect("an active segment").bytes += self.write_buf.len() as u64;
@@ -256,6 +323,7 @@ impl Spool {
             commit_dirty: false,
             read_done: false,
             outstanding: 0,
+            appended: 0,
         });
         Ok(())
     }
@@ -279,7 +347,14 @@ impl Spool {
             if self.cursor.is_none() && !self.open_cursor() {
                 return None;
             }
+            if let Some(fresh) = self.take_fresh() {
+                return Some(fresh);
+            }
             let cursor = self.cursor.as_mut().expect("cursor");
+            if std::mem::take(&mut cursor.needs_seek) && cursor.file.seek(SeekFrom::Start(cursor.offset)).is_err() {
+                cursor.needs_seek = true;
+                return None;
+            }
             let index = self.segments.iter().position(|s| s.id == cursor.segment).expect("cursor's segment");
             let sealed = index + 1 < self.segments.len();
             let available = self.segments[index].bytes - cursor.offset;
@@ -318,6 +393,29 @@ impl Spool {
         }
     }
 
+    /// The next record from memory, when it is the one the cursor is at
+    /// and it has been written out.
+    fn take_fresh(&mut self) -> Option<(Record, Position)> {
+        let (_, position) = self.fresh.front()?;
+        let position = *position;
+        let cursor = self.cursor.as_mut()?;
+        if (cursor.segment, cursor.index) != (position.segment, position.index) {
+            self.clear_fresh();
+            return None;
+        }
+        let segment = self.segments.iter_mut().find(|s| s.id == position.segment)?;
+        if position.end > segment.bytes {
+            return None; // not flushed yet
+        }
+        segment.outstanding += 1;
+        cursor.index += 1;
+        cursor.offset = position.end;
+        cursor.needs_seek = true;
+        let (record, position) = self.fresh.pop_front()?;
+        self.fresh_bytes -= record.buf.len() + record.topic.len() + 64;
+        Some((record, position))
+    }
+
     fn open_cursor(&mut self) -> bool {
         match self.segments.iter().find(|s| !s.read_done) {
             Some(segment) => {
@@ -334,7 +432,8 @@ impl Spool {
         let opened = File::open(segment_path(&self.dir, id)).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
         match opened {
             Ok(file) => {
-                self.cursor = Some(Cursor { segment: id, file: BufReader::with_capacity(1 << 20, file), index, offset });
+                let file = BufReader::with_capacity(1 << 20, file);
+                self.cursor = Some(Cursor { segment: id, file, index, offset, needs_seek: false });
                 true
             }
             Err(error) => {
@@ -471,10 +570,10 @@ fn write_committed(dir: &Path, id: u64, (index, end): (u64, u64), sync: bool) ->
 /// Body: enqueue time (unix ms, u64), topic (u16 length), key (u32 length,
 /// `NO_KEY` for none), headers (u16 count; u16 name length, name, u32 value
 /// length, value), then the value to the end.
-fn encode_record(record: &Record, out: &mut Vec<u8>) {
+fn encode_record(record: &Record, enqueued_unix_ms: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES as usize]);
-    out.extend_from_slice(&record.enqueued_unix_ms().to_le_bytes());
+    out.extend_from_slice(&enqueued_unix_ms.to_le_bytes());
     out.extend_from_slice(&(record.topic.len() as u16).to_le_bytes());
     out.extend_from_slice(record.topic.as_bytes());
     match record.key() {
@@ -634,7 +733,7 @@ mod tests {
         let dir = temp_dir("round_trip");
         let mut spool = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
         for n in 0..500 {
-            assert!(matches!(spool.append(&record(n)).unwrap(), Appended::Buffered));
+            assert!(matches!(spool.append(&record(n), Now::get()).unwrap(), Appended::Buffered(_)));
         }
         assert_eq!(spool.flush(false).unwrap(), 500);
         assert!(spool.segments.len() > 2, "small segments roll");
@@ -650,11 +749,30 @@ mod tests {
     }
 
     #[test]
+    fn fresh_records_are_handed_out_without_reading_back() {
+        let dir = temp_dir("fresh");
+        let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 24), shared()).unwrap();
+        for round in 0..3 {
+            for n in 0..100 {
+                let record = record(round * 100 + n);
+                if let Appended::Buffered(position) = spool.append(&record, Now::get()).unwrap() {
+                    spool.offer_fresh(record, position);
+                }
+            }
+            assert_eq!(spool.fresh.len(), 100, "round {round}");
+            spool.flush(false).unwrap();
+            assert_eq!(drain(&mut spool).len(), 100);
+            assert!(spool.fresh.is_empty());
+        }
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn unsettled_records_are_replayed_and_settled_segments_deleted() {
         let dir = temp_dir("replay");
         let mut spool = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
         for n in 0..300 {
-            spool.append(&record(n)).unwrap();
+            spool.append(&record(n), Now::get()).unwrap();
         }
         spool.flush(false).unwrap();
         let read = drain(&mut spool);
@@ -684,7 +802,7 @@ mod tests {
         let shared_state = shared();
         let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
         for n in 0..10 {
-            spool.append(&record(n)).unwrap();
+            spool.append(&record(n), Now::get()).unwrap();
         }
         spool.flush(false).unwrap();
         let path = segment_path(&dir, 1);
@@ -703,7 +821,7 @@ mod tests {
         let dir = temp_dir("flipped");
         let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared()).unwrap();
         for n in 0..10 {
-            spool.append(&record(n)).unwrap();
+            spool.append(&record(n), Now::get()).unwrap();
         }
         spool.flush(false).unwrap();
         drop(spool);
@@ -727,7 +845,7 @@ mod tests {
         let mut spool = Spool::open(&config(&dir, 4096, 8192), shared()).unwrap();
         let mut buffered = 0;
         for n in 0..1000 {
-            if let Appended::Buffered = spool.append(&record(n)).unwrap() {
+            if let Appended::Buffered(_) = spool.append(&record(n), Now::get()).unwrap() {
                 buffered += 1;
             }
         }

@@ -21,14 +21,16 @@ use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use crate::config::Overflow;
 use crate::log::Level;
 use crate::metrics::inc;
-use crate::producer::{produce, Context, Produced, Report, Shared, CONNECTED, RUN};
+use crate::producer::{poll, poll_ready, produce, Context, Produced, Report, Shared, CONNECTED, RUN};
 use crate::queue::Record;
-use crate::spool::{Appended, Position, Spool};
+use crate::spool::{Appended, Now, Position, Spool};
 
 /// Records taken from the hook queue per round.
 const BATCH: usize = 16 * 1024;
-/// Records handed from the spool to librdkafka per round.
-const FEED: usize = 16 * 1024;
+/// Records handed from the spool to librdkafka per round: more than a
+/// round takes in, so the reader catches up after reading back from disk
+/// and new records are handed over from memory again.
+const FEED: usize = 4 * BATCH;
 
 pub struct Options {
     /// `hybrid` mode: how long the broker may be unreachable before spilling.
@@ -134,9 +136,10 @@ impl SpoolThread {
         };
         let first = if wait.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(wait).ok() };
         self.track_reachability();
+        let now = Now::get();
         for record in first.into_iter().chain(rx.try_iter().take(BATCH)) {
             self.shared.queue.release(record.budget_bytes());
-            self.accept(record);
+            self.accept(record, now);
         }
         self.flush(false);
         self.feed();
@@ -145,15 +148,14 @@ impl SpoolThread {
         {
             self.spilling = false;
         }
-        self.producer.poll(Duration::ZERO);
+        poll_ready(&self.producer);
         self.settle();
         self.spool.maintain(false);
     }
 
     /// An event from the hooks: straight to librdkafka (hybrid, when it can)
     /// or into the spool.
-    fn accept(&mut self, record: Record) {
-        let mut record = record;
+    fn accept(&mut self, record: Record, now: Now) {
         if !self.spilling {
             if self.broker_unreachable() {
                 self.start_spilling("the Kafka broker has been unreachable for buffer.spill_after");
@@ -168,7 +170,7 @@ impl SpoolThread {
                 }
             }
         }
-        self.store(&mut record);
+        self.store(record, now);
     }
 
     fn start_spilling(&mut self, why: &str) {
@@ -193,11 +195,11 @@ impl SpoolThread {
     }
 
     /// Appends to the spool; a full spool applies `buffer.overflow`.
-    fn store(&mut self, record: &mut Record) {
+    fn store(&mut self, record: Record, now: Now) {
         let metrics = &self.shared.metrics;
         for _attempt in 0..4 {
-            match self.spool.append(record) {
-                Ok(Appended::Buffered) => return,
+            match self.spool.append(&record, now) {
+                Ok(Appended::Buffered(position)) => return self.spool.offer_fresh(record, position),
                 Ok(Appended::Full) if self.options.overflow == Overflow::DropOldest => {
                     match self.spool.evict_oldest_segment() {
                         Ok(dropped) => {
@@ -245,7 +247,7 @@ impl SpoolThread {
                 Produced::Refused => {
                     // Never retried: settle it so its segment can go.
                     self.window.push(Some(position), record.enqueued_at);
-                    self.settle_one(seq, false);
+                    self.settle_one(seq, false, Instant::now());
                 }
                 Produced::QueueFull => {
                     self.pending = Some((record, position));
@@ -261,17 +263,18 @@ impl SpoolThread {
             Some(reports) => std::mem::take(&mut *reports.lock().unwrap_or_else(|e| e.into_inner())),
             None => return,
         };
+        let now = Instant::now();
         for report in reports {
             match report {
-                Report::Settled { seq, delivered } => self.settle_one(seq, delivered),
+                Report::Settled { seq, delivered } => self.settle_one(seq, delivered, now),
                 Report::Purged { seq, mut record } => {
                     // A spool record stays unsettled: it is replayed on the
                     // next start. One sent from memory is written out now.
                     if let Some(slot) = self.window.slot(seq) {
                         if slot.position.is_none() {
                             record.enqueued_at = slot.enqueued_at;
-                            self.store(&mut record);
-                            self.settle_one(seq, false);
+                            self.store(record, Now::get());
+                            self.settle_one(seq, false, now);
                         }
                     }
                 }
@@ -280,11 +283,11 @@ impl SpoolThread {
         self.window.advance(&mut self.spool);
     }
 
-    fn settle_one(&mut self, seq: usize, delivered: bool) {
+    fn settle_one(&mut self, seq: usize, delivered: bool, now: Instant) {
         let Some(slot) = self.window.slot(seq) else { return };
         slot.settled = true;
         if delivered {
-            self.shared.metrics.latency.record(slot.enqueued_at.elapsed().as_millis() as u64);
+            self.shared.metrics.latency.record(now.saturating_duration_since(slot.enqueued_at).as_millis() as u64);
         }
         if let Some(position) = slot.position {
             self.spool.settled(position);
@@ -296,9 +299,10 @@ impl SpoolThread {
     /// librdkafka holds: spool records are replayed on the next start.
     fn stop(mut self, rx: &Receiver<Record>, deadline: Instant) {
         let queued = rx.len();
-        for mut record in rx.try_iter().take(queued) {
+        let now = Now::get();
+        for record in rx.try_iter().take(queued) {
             self.shared.queue.release(record.budget_bytes());
-            self.store(&mut record);
+            self.store(record, now);
         }
         self.flush(true);
         while Instant::now() < deadline && self.shared.status.state.load(Relaxed) == CONNECTED {
@@ -306,14 +310,14 @@ impl SpoolThread {
                 break;
             }
             self.feed();
-            self.producer.poll(Duration::from_millis(10));
+            poll(&self.producer, Duration::from_millis(10));
             self.settle();
             self.spool.maintain(false);
         }
         self.pending = None;
         self.producer.purge(PurgeConfig::default().queue().inflight());
         let _ = self.producer.flush(Duration::from_millis(500));
-        self.producer.poll(Duration::ZERO);
+        poll(&self.producer, Duration::ZERO);
         self.settle();
         self.spool.close();
     }
