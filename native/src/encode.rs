@@ -337,6 +337,28 @@ impl Serialize for PubProps<'_> {
 /// (base64 when not UTF-8), inet tuples are addresses, proplists are objects.
 pub struct TermJson<'a>(pub Option<Term<'a>>);
 
+/// Dotted-quad text of an IPv4 address, written into `buf`.
+fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buf[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buf[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buf[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+}
+
 impl Serialize for TermJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let Some(term) = self.0 else { return s.serialize_none() };
@@ -390,7 +412,11 @@ impl Serialize for TermJson<'_> {
             }
             TermType::Tuple => {
                 if let Some(ip) = terms::ip_addr(term) {
-                    return s.collect_str(&ip);
+                    return match ip {
+                        // The common peerhost: no formatting machinery.
+                        std::net::IpAddr::V4(v4) => s.serialize_str(ipv4_text(v4.octets(), &mut [0; 15])),
+                        std::net::IpAddr::V6(_) => s.collect_str(&ip),
+                    };
                 }
                 if let Some([ip, port]) = terms::tuple_elements::<2>(term) {
                     if let (Some(ip), Ok(port)) = (terms::ip_addr(ip), port.decode::<u16>()) {
@@ -485,6 +511,14 @@ mod tests {
             let text: String = serde_json::from_slice(&out).unwrap();
             use base64::Engine;
             prop_assert_eq!(STANDARD.decode(text).unwrap(), bytes);
+        }
+    }
+
+    #[test]
+    fn ipv4_text_matches_display() {
+        for octets in [[0, 0, 0, 0], [192, 0, 2, 10], [255, 255, 255, 255], [10, 100, 9, 99]] {
+            let expected = std::net::Ipv4Addr::from(octets).to_string();
+            assert_eq!(ipv4_text(octets, &mut [0; 15]), expected);
         }
     }
 
