@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use rustler::types::map::MapIterator;
 use rustler::{Term, TermType};
@@ -291,17 +290,56 @@ impl<'a> Payload<'a> {
 impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
+            // serde_json escapes byte by byte; a payload that needs no
+            // escaping (checked several bytes at a time) is copied as is.
+            Payload::Text(text) if text.len() >= 64 && is_plain_ascii(text.as_bytes()) => {
+                let mut quoted = String::with_capacity(text.len() + 2);
+                quoted.push('"');
+                quoted.push_str(text);
+                quoted.push('"');
+                RawJson(&quoted).serialize(s)
+            }
             Payload::Text(text) => s.serialize_str(text),
             Payload::Base64(bytes) => Base64(bytes).serialize(s),
         }
     }
 }
 
+/// Printable ASCII other than `"` and `\`: the same text in JSON, in both
+/// formats. No early exit inside a chunk, so the compiler vectorises it.
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    bytes.chunks(32).all(|chunk| {
+        !chunk.iter().fold(false, |bad, &b| bad | !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\'))
+    })
+}
+
+/// A value written verbatim: serde_json's `raw_value` protocol, the one
+/// `RawValue` serializes with, without a `Box<RawValue>` per value. The
+/// tests check the output, so a serde_json change cannot go unnoticed.
+struct RawJson<'a>(&'a str);
+
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+impl Serialize for RawJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut raw = s.serialize_struct(RAW_VALUE_TOKEN, 1)?;
+        raw.serialize_field(RAW_VALUE_TOKEN, self.0)?;
+        raw.end()
+    }
+}
+
+/// Base64 never needs escaping: encoded straight into the quoted text.
 struct Base64<'a>(&'a [u8]);
 
 impl Serialize for Base64<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&Base64Display::new(self.0, &STANDARD))
+        use base64::Engine;
+        let mut quoted = String::with_capacity(self.0.len().div_ceil(3) * 4 + 2);
+        quoted.push('"');
+        STANDARD.encode_string(self.0, &mut quoted);
+        quoted.push('"');
+        RawJson(&quoted).serialize(s)
     }
 }
 
@@ -512,6 +550,18 @@ mod tests {
             use base64::Engine;
             prop_assert_eq!(STANDARD.decode(text).unwrap(), bytes);
         }
+    }
+
+    #[test]
+    fn plain_payloads_are_copied_as_serde_json_would_write_them() {
+        let plain = "sensor reading 42, ok; ".repeat(10);
+        for text in [plain.as_str(), "needs \"escaping\" here and there, long enough to take the fast path", "caf\u{e9} and more text to pass sixty-four bytes of length......"] {
+            let fast = serde_json::to_string(&Payload::Text(text)).unwrap();
+            assert_eq!(fast, serde_json::to_string(text).unwrap());
+        }
+        assert!(is_plain_ascii(plain.as_bytes()));
+        assert!(!is_plain_ascii(b"tab\there"));
+        assert!(!is_plain_ascii("caf\u{e9}".as_bytes()));
     }
 
     #[test]
