@@ -724,6 +724,16 @@ mod tests {
         }
     }
 
+    /// A spool in `dir` holding records 0..n, written out.
+    fn filled(dir: &Path, segment_bytes: u64, n: usize) -> Spool {
+        let mut spool = Spool::open(&config(dir, segment_bytes, 1 << 20), shared()).unwrap();
+        for i in 0..n {
+            spool.append(&record(i), Now::get()).unwrap();
+        }
+        spool.flush(false).unwrap();
+        spool
+    }
+
     fn drain(spool: &mut Spool) -> Vec<(Record, Position)> {
         std::iter::from_fn(|| spool.next()).collect()
     }
@@ -770,11 +780,7 @@ mod tests {
     #[test]
     fn unsettled_records_are_replayed_and_settled_segments_deleted() {
         let dir = temp_dir("replay");
-        let mut spool = Spool::open(&config(&dir, 4096, 1 << 20), shared()).unwrap();
-        for n in 0..300 {
-            spool.append(&record(n), Now::get()).unwrap();
-        }
-        spool.flush(false).unwrap();
+        let mut spool = filled(&dir, 4096, 300);
         let read = drain(&mut spool);
         // Kafka acknowledged the first 100 only.
         for (_, position) in &read[..100] {
@@ -799,14 +805,8 @@ mod tests {
     #[test]
     fn a_torn_tail_is_counted_and_what_precedes_it_survives() {
         let dir = temp_dir("torn");
-        let shared_state = shared();
-        let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
-        for n in 0..10 {
-            spool.append(&record(n), Now::get()).unwrap();
-        }
-        spool.flush(false).unwrap();
+        drop(filled(&dir, 1 << 20, 10));
         let path = segment_path(&dir, 1);
-        drop(spool);
         let len = fs::metadata(&path).unwrap().len();
         OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
         let shared_state = shared();
@@ -819,12 +819,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_skips_one_record() {
         let dir = temp_dir("flipped");
-        let mut spool = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared()).unwrap();
-        for n in 0..10 {
-            spool.append(&record(n), Now::get()).unwrap();
-        }
-        spool.flush(false).unwrap();
-        drop(spool);
+        drop(filled(&dir, 1 << 20, 10));
         let path = segment_path(&dir, 1);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 2;
