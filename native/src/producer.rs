@@ -259,6 +259,10 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// librdkafka's share in disk and hybrid modes, at most.
+const SPOOL_INFLIGHT_KBYTES: usize = 64 * 1024;
+const SPOOL_INFLIGHT_MESSAGES: usize = 100_000;
+
 /// librdkafka's client config for `kafka`. librdkafka's own queue gets half
 /// of each budget: the rest stays in our queue, where `drop_oldest` can
 /// still evict during an outage.
@@ -266,8 +270,14 @@ pub fn client_config(kafka: &KafkaConfig, buffer: &BufferConfig) -> ClientConfig
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.bootstrap_servers);
     config.set("statistics.interval.ms", "1000");
-    config.set("queue.buffering.max.kbytes", (buffer.max_bytes / 2048).clamp(1, 2_097_151).to_string());
-    config.set("queue.buffering.max.messages", (buffer.max_messages / 2).clamp(1, 2_147_483_647).to_string());
+    let (mut kbytes, mut messages) = (buffer.max_bytes / 2048, buffer.max_messages / 2);
+    if buffer.mode != BufferMode::Memory {
+        // The spool is the buffer: librdkafka only needs enough in flight to
+        // keep the broker busy, and a small window reuses warm memory.
+        (kbytes, messages) = (kbytes.min(SPOOL_INFLIGHT_KBYTES), messages.min(SPOOL_INFLIGHT_MESSAGES));
+    }
+    config.set("queue.buffering.max.kbytes", kbytes.clamp(1, 2_097_151).to_string());
+    config.set("queue.buffering.max.messages", messages.clamp(1, 2_147_483_647).to_string());
     for (key, value) in &kafka.properties {
         config.set(key, value);
     }

@@ -221,10 +221,12 @@ impl Spool {
         }
         let active_bytes = self.segments.back().expect("an active segment").bytes + self.write_buf.len() as u64;
         if active_bytes > self.config.segment_bytes && active_bytes > size {
-            // Seal the active segment with what came before this record.
-            let record_bytes = self.write_buf.split_off(start);
+            // Seal the active segment with what came before this record,
+            // keeping the buffer's capacity (a fresh one regrows by page faults).
+            let record_bytes = self.write_buf[start..].to_vec();
+            self.write_buf.truncate(start);
             self.roll()?;
-            self.write_buf = record_bytes;
+            self.write_buf.extend_from_slice(&record_bytes);
         }
         self.disk_bytes += size;
         self.unwritten += 1;
