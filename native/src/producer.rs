@@ -85,7 +85,7 @@ impl Status {
 
 pub const RUN: u8 = 0;
 const RETIRE: u8 = 1;
-pub const STOP: u8 = 2;
+const STOP: u8 = 2;
 
 /// A delivery report for the spool thread, which settles spool records.
 pub enum Report {
@@ -111,7 +111,7 @@ pub struct Context {
 pub fn poll(producer: &BaseProducer<Context>, timeout: Duration) {
     let context = producer.context();
     context.poll_epoch_ms.store(context.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
-    context.poll_unix_ms.store(unix_ms(), Relaxed);
+    context.poll_unix_ms.store(unix_ms() as i64, Relaxed);
     producer.poll(timeout);
 }
 
@@ -255,8 +255,8 @@ impl Context {
     }
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// librdkafka's share in disk and hybrid modes, at most.

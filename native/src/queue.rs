@@ -38,21 +38,11 @@ impl Record {
         &self.buf[self.key_len.unwrap_or(0)..]
     }
 
-    /// The `Instant` of a Unix-milliseconds time read back from the spool.
-    pub fn instant_of_unix_ms(ms: u64) -> Instant {
-        let age = Duration::from_millis(unix_ms().saturating_sub(ms));
-        Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
-    }
-
     /// What this record counts against `buffer.max_bytes`.
     pub fn budget_bytes(&self) -> usize {
         let headers: usize = self.headers.iter().flatten().map(|(k, v)| k.len() + v.len() + 16).sum();
         self.buf.len() + self.topic.len() + headers + RECORD_OVERHEAD
     }
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 pub struct Queue {

@@ -98,6 +98,11 @@ pub struct Spool {
 /// At most this much is kept in `fresh`; past it, records are read back.
 const MAX_FRESH_BYTES: usize = 64 << 20;
 
+/// What a record kept in `fresh` counts against `MAX_FRESH_BYTES`.
+fn fresh_size(record: &Record) -> usize {
+    record.buf.len() + record.topic.len() + 64
+}
+
 /// Now, as both clocks: records carry an `Instant`, the spool Unix ms.
 #[derive(Clone, Copy)]
 pub struct Now {
@@ -107,11 +112,17 @@ pub struct Now {
 
 impl Now {
     pub fn get() -> Now {
-        Now { instant: Instant::now(), unix_ms: crate::queue::unix_ms() }
+        Now { instant: Instant::now(), unix_ms: crate::producer::unix_ms() }
     }
 
     fn unix_ms_of(&self, at: Instant) -> u64 {
         self.unix_ms.saturating_sub(self.instant.saturating_duration_since(at).as_millis() as u64)
+    }
+
+    /// The `Instant` of a Unix-milliseconds time read back from the spool.
+    fn instant_of(&self, unix_ms: u64) -> Instant {
+        let age = Duration::from_millis(self.unix_ms.saturating_sub(unix_ms));
+        self.instant.checked_sub(age).unwrap_or(self.instant)
     }
 }
 
@@ -120,6 +131,12 @@ pub enum Appended {
     Buffered(Position),
     /// Past `buffer.max_disk_bytes`.
     Full,
+}
+
+impl Segment {
+    fn new(id: u64, bytes: u64, committed: (u64, u64)) -> Segment {
+        Segment { id, bytes, committed, commit_dirty: false, read_done: false, outstanding: 0, appended: 0 }
+    }
 }
 
 fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -154,27 +171,11 @@ impl Spool {
             let bytes = fs::metadata(segment_path(&dir, id)).map(|m| m.len()).unwrap_or(0);
             let committed = read_committed(&committed_path(&dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
             disk_bytes += bytes;
-            segments.push_back(Segment {
-                id,
-                bytes,
-                committed,
-                commit_dirty: false,
-                read_done: false,
-                outstanding: 0,
-                appended: 0,
-            });
+            segments.push_back(Segment::new(id, bytes, committed));
         }
         let new_id = ids.last().map_or(1, |last| last + 1);
         let writer = create_segment(&dir, new_id).map_err(unusable)?;
-        segments.push_back(Segment {
-            id: new_id,
-            bytes: 0,
-            committed: (0, 0),
-            commit_dirty: false,
-            read_done: false,
-            outstanding: 0,
-            appended: 0,
-        });
+        segments.push_back(Segment::new(new_id, 0, (0, 0)));
         let mut spool = Spool {
             dir,
             config: config.clone(),
@@ -244,7 +245,7 @@ impl Spool {
             (None, Some(c)) => Some((c.segment, c.index)),
             (None, None) => self.segments.iter().find(|s| !s.read_done).map(|s| (s.id, s.committed.0)),
         };
-        let size = record.buf.len() + record.topic.len() + 64;
+        let size = fresh_size(&record);
         if expected == Some((position.segment, position.index)) && self.fresh_bytes + size <= MAX_FRESH_BYTES {
             self.fresh_bytes += size;
             self.fresh.push_back((record, position));
@@ -318,15 +319,7 @@ impl Spool {
         }
         let id = self.active_id() + 1;
         self.writer = create_segment(&self.dir, id)?;
-        self.segments.push_back(Segment {
-            id,
-            bytes: 0,
-            committed: (0, 0),
-            commit_dirty: false,
-            read_done: false,
-            outstanding: 0,
-            appended: 0,
-        });
+        self.segments.push_back(Segment::new(id, 0, (0, 0)));
         Ok(())
     }
 
@@ -344,7 +337,8 @@ impl Spool {
 
     /// The next record to hand to Kafka, in spool order; `None` when the
     /// reader has caught up with what has been written.
-    pub fn next(&mut self) -> Option<(Record, Position)> {
+    /// `now` dates records read back from disk.
+    pub fn next(&mut self, now: Now) -> Option<(Record, Position)> {
         loop {
             if self.cursor.is_none() && !self.open_cursor() {
                 return None;
@@ -360,15 +354,15 @@ impl Spool {
             let index = self.segments.iter().position(|s| s.id == cursor.segment).expect("cursor's segment");
             let sealed = index + 1 < self.segments.len();
             let available = self.segments[index].bytes - cursor.offset;
-            match read_record(cursor, available, &mut self.read_buf) {
-                Read_::Record(record) => {
+            match read_record(cursor, available, &mut self.read_buf, now) {
+                ReadOutcome::Record(record) => {
                     let position = Position { segment: cursor.segment, index: cursor.index, end: cursor.offset };
                     self.segments[index].outstanding += 1;
                     return Some((record, position));
                 }
-                Read_::End if !sealed => return None,
-                Read_::End => {}
-                Read_::Corrupt { skippable } => {
+                ReadOutcome::End if !sealed => return None,
+                ReadOutcome::End => {}
+                ReadOutcome::Corrupt { skippable } => {
                     inc(&self.shared.metrics.spool_corrupt_records);
                     let text = format!(
                         "kafka bridge: corrupted record {} in spool segment {} skipped{}",
@@ -414,7 +408,7 @@ impl Spool {
         cursor.offset = position.end;
         cursor.needs_seek = true;
         let (record, position) = self.fresh.pop_front()?;
-        self.fresh_bytes -= record.buf.len() + record.topic.len() + 64;
+        self.fresh_bytes -= fresh_size(&record);
         Some((record, position))
     }
 
@@ -490,16 +484,14 @@ impl Spool {
     /// never read (those are what `drop_oldest` loses).
     fn delete_oldest(&mut self) -> u64 {
         let Some(segment) = self.segments.pop_front() else { return 0 };
-        let unread = match &self.cursor {
-            Some(c) if c.segment == segment.id => count_records(&segment_path(&self.dir, segment.id), c.offset, segment.bytes),
-            _ if segment.read_done => 0,
-            _ => count_records(&segment_path(&self.dir, segment.id), segment.committed.1, segment.bytes),
+        let read_to = match self.cursor.take_if(|c| c.segment == segment.id) {
+            Some(cursor) => Some(cursor.offset),
+            None if segment.read_done => None,
+            None => Some(segment.committed.1),
         };
-        if self.cursor.as_ref().is_some_and(|c| c.segment == segment.id) {
-            self.cursor = None;
-        }
-        let _ = fs::remove_file(segment_path(&self.dir, segment.id));
-        let _ = fs::remove_file(committed_path(&self.dir, segment.id));
+        let path = segment_path(&self.dir, segment.id);
+        let unread = read_to.map_or(0, |from| count_records(&path, from, segment.bytes));
+        remove_segment_files(&self.dir, segment.id);
         self.disk_bytes -= segment.bytes;
         unread
     }
@@ -525,8 +517,7 @@ impl Spool {
         // An empty segment is just noise for the next run.
         if let Some(active) = self.segments.back() {
             if active.bytes == 0 {
-                let _ = fs::remove_file(segment_path(&self.dir, active.id));
-                let _ = fs::remove_file(committed_path(&self.dir, active.id));
+                remove_segment_files(&self.dir, active.id);
             }
         }
     }
@@ -538,6 +529,11 @@ impl Spool {
         metrics.spool_backlog_bytes.store(backlog + self.write_buf.len() as u64, Relaxed);
         metrics.spool_segments.store(self.segments.len() as u64, Relaxed);
     }
+}
+
+fn remove_segment_files(dir: &Path, id: u64) {
+    let _ = fs::remove_file(segment_path(dir, id));
+    let _ = fs::remove_file(committed_path(dir, id));
 }
 
 fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
@@ -601,8 +597,7 @@ fn encode_record(record: &Record, enqueued_unix_ms: u64, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc);
 }
 
-#[allow(non_camel_case_types)]
-enum Read_ {
+enum ReadOutcome {
     Record(Record),
     /// Nothing more has been written.
     End,
@@ -610,35 +605,35 @@ enum Read_ {
     Corrupt { skippable: bool },
 }
 
-fn read_record(cursor: &mut Cursor, available: u64, buf: &mut Vec<u8>) -> Read_ {
+fn read_record(cursor: &mut Cursor, available: u64, buf: &mut Vec<u8>, now: Now) -> ReadOutcome {
     if available == 0 {
-        return Read_::End;
+        return ReadOutcome::End;
     }
     let mut header = [0u8; HEADER_BYTES as usize];
     if available < HEADER_BYTES || cursor.file.read_exact(&mut header).is_err() {
-        return Read_::Corrupt { skippable: false };
+        return ReadOutcome::Corrupt { skippable: false };
     }
     let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if length > MAX_BODY_BYTES || HEADER_BYTES + length as u64 > available {
-        return Read_::Corrupt { skippable: false };
+        return ReadOutcome::Corrupt { skippable: false };
     }
     buf.resize(length as usize, 0);
     if cursor.file.read_exact(buf).is_err() {
-        return Read_::Corrupt { skippable: false };
+        return ReadOutcome::Corrupt { skippable: false };
     }
     cursor.offset += HEADER_BYTES + length as u64;
     cursor.index += 1;
     if crc32c::crc32c(buf) != crc {
-        return Read_::Corrupt { skippable: true };
+        return ReadOutcome::Corrupt { skippable: true };
     }
-    match decode_record(buf) {
-        Some(record) => Read_::Record(record),
-        None => Read_::Corrupt { skippable: true },
+    match decode_record(buf, now) {
+        Some(record) => ReadOutcome::Record(record),
+        None => ReadOutcome::Corrupt { skippable: true },
     }
 }
 
-fn decode_record(body: &[u8]) -> Option<Record> {
+fn decode_record(body: &[u8], now: Now) -> Option<Record> {
     let mut rest = body;
     let mut take = |n: usize| -> Option<&[u8]> {
         let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
@@ -667,7 +662,7 @@ fn decode_record(body: &[u8]) -> Option<Record> {
         buf,
         key_len: key.map(<[u8]>::len),
         headers: (header_count > 0).then_some(headers),
-        enqueued_at: Record::instant_of_unix_ms(enqueued_ms),
+        enqueued_at: now.instant_of(enqueued_ms),
     })
 }
 
@@ -737,7 +732,7 @@ mod tests {
     }
 
     fn drain(spool: &mut Spool) -> Vec<(Record, Position)> {
-        std::iter::from_fn(|| spool.next()).collect()
+        std::iter::from_fn(|| spool.next(Now::get())).collect()
     }
 
     #[test]
@@ -811,10 +806,9 @@ mod tests {
         let path = segment_path(&dir, 1);
         let len = fs::metadata(&path).unwrap().len();
         OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
-        let shared_state = shared();
-        let mut again = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
-        assert_eq!(drain(&mut again).len(), 9);
-        assert_eq!(shared_state.metrics.spool_corrupt_records.load(Relaxed), 1);
+        let (values, corrupt) = reopen_and_read(&dir);
+        assert_eq!(values.len(), 9);
+        assert_eq!(corrupt, 1);
         let _ = fs::remove_dir_all(dir);
     }
 
@@ -827,13 +821,20 @@ mod tests {
         let last = bytes.len() - 2;
         bytes[last] ^= 0xff;
         fs::write(&path, bytes).unwrap();
-        let shared_state = shared();
-        let mut again = Spool::open(&config(&dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
-        let values: Vec<Vec<u8>> = drain(&mut again).into_iter().map(|(r, _)| r.value().to_vec()).collect();
+        let (values, corrupt) = reopen_and_read(&dir);
         assert_eq!(values.len(), 9);
         assert_eq!(values[8], b"value8");
-        assert_eq!(shared_state.metrics.spool_corrupt_records.load(Relaxed), 1);
+        assert_eq!(corrupt, 1);
         let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Opens the spool in `dir` as a new run would: the values it replays,
+    /// and how many corrupt records it counted on the way.
+    fn reopen_and_read(dir: &Path) -> (Vec<Vec<u8>>, u64) {
+        let shared_state = shared();
+        let mut again = Spool::open(&config(dir, 1 << 20, 1 << 20), shared_state.clone()).unwrap();
+        let values = drain(&mut again).into_iter().map(|(r, _)| r.value().to_vec()).collect();
+        (values, shared_state.metrics.spool_corrupt_records.load(Relaxed))
     }
 
     #[test]

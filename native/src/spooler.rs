@@ -239,8 +239,9 @@ impl SpoolThread {
 
     /// Hands spool records to librdkafka until it is full or none are left.
     fn feed(&mut self) {
+        let now = Now::get();
         for _ in 0..FEED {
-            let Some((record, position)) = self.pending.take().or_else(|| self.spool.next()) else { return };
+            let Some((record, position)) = self.pending.take().or_else(|| self.spool.next(now)) else { return };
             let seq = self.window.next_seq();
             match produce(&self.producer, &self.shared, &record, seq) {
                 Produced::Queued => self.window.push(Some(position), record.enqueued_at),
