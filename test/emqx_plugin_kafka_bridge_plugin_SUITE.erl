@@ -47,9 +47,10 @@ publish_config(Config, Topic, Overrides) ->
 
 json_file(Path) ->
     Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
-    {ok, Tokens, _} = erl_scan:string(os:cmd(Tool ++ " json-term '" ++ Path ++ "'")),
-    {ok, Term} = erl_parse:parse_term(Tokens),
-    Term.
+    Out = Path ++ ".term",
+    "" = os:cmd(Tool ++ " json-term '" ++ Path ++ "' '" ++ Out ++ "' 2>&1"),
+    {ok, Bin} = file:read_file(Out),
+    binary_to_term(Bin).
 
 unpack_tarball(Config) ->
     Tarball = filename:join([kafka_bridge_test_lib:project_root(), "_build", "plugins", ?NAME_VSN ++ ".tar.gz"]),

@@ -13,13 +13,13 @@ impl Etf {
         self.0.extend_from_slice(&[104, arity]);
     }
 
-    /// Followed by `len` elements and then `nil()`.
-    pub fn list(&mut self, len: usize) {
-        self.0.push(108);
-        self.0.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-
-    pub fn nil(&mut self) {
+    /// A proper list of `items`, each written by `element` (`[]` if none).
+    pub fn list<T>(&mut self, items: &[T], mut element: impl FnMut(&mut Etf, &T)) {
+        if !items.is_empty() {
+            self.0.push(108);
+            self.0.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            items.iter().for_each(|item| element(self, item));
+        }
         self.0.push(106);
     }
 
@@ -60,8 +60,8 @@ impl Etf {
         self.0.extend_from_slice(&f.to_be_bytes());
     }
 
-    /// JSON as `json-term` prints it: maps with binary keys, strings as
-    /// binaries, `null` as an atom.
+    /// JSON as Erlang terms: maps with binary keys, strings as binaries,
+    /// `null` as an atom.
     pub fn json(&mut self, value: &serde_json::Value) {
         use serde_json::Value::*;
         match value {
@@ -73,12 +73,7 @@ impl Etf {
                 _ => self.float(n.as_f64().unwrap_or(0.0)),
             },
             String(s) => self.binary(s.as_bytes()),
-            Array(items) if items.is_empty() => self.nil(),
-            Array(items) => {
-                self.list(items.len());
-                items.iter().for_each(|item| self.json(item));
-                self.nil();
-            }
+            Array(items) => self.list(items, Etf::json),
             Object(map) => {
                 self.0.push(116);
                 self.0.extend_from_slice(&(map.len() as u32).to_be_bytes());

@@ -9,8 +9,9 @@
 //!   where Headers is `[{Name, Value}]` and Json is the value decoded as
 //!   JSON (maps with binary keys, `null` as the atom null) or `not_json`.
 //!
-//! `kafka_tool json-term FILE`
-//!   prints FILE's JSON as one Erlang term (OTP 25 has no JSON module).
+//! `kafka_tool json-term FILE OUT_FILE`
+//!   writes FILE's JSON to OUT_FILE as one term in the external term format
+//!   (OTP 25 has no JSON module).
 //!
 //! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
 //!   the benchmark's baseline: sends COUNT records whose values are the
@@ -34,9 +35,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("consume") if args.len() == 6 => consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5]),
-        Some("json-term") if args.len() == 2 => json_term(&args[1]),
+        Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
-        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE \
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE OUT \
                   | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]"
             .into()),
     };
@@ -90,15 +91,11 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> 
                     .headers()
                     .map(|hs| hs.iter().map(|h| (h.key, h.value.unwrap_or_default())).collect())
                     .unwrap_or_default();
-                if !headers.is_empty() {
-                    record.list(headers.len());
-                    for (name, value) in headers {
-                        record.tuple(2);
-                        record.binary(name.as_bytes());
-                        record.binary(value);
-                    }
-                }
-                record.nil();
+                record.list(&headers, |term, (name, value)| {
+                    term.tuple(2);
+                    term.binary(name.as_bytes());
+                    term.binary(value);
+                });
                 match serde_json::from_slice::<serde_json::Value>(value) {
                     Ok(v) => record.json(&v),
                     Err(_) => record.atom("not_json"),
@@ -109,47 +106,17 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> 
             None => {}
         }
     }
-    let mut out_term = etf::Etf::new();
-    if records.is_empty() {
-        out_term.nil();
-    } else {
-        out_term.list(records.len());
-        records.iter().for_each(|r| out_term.0.extend_from_slice(r));
-        out_term.nil();
-    }
-    std::fs::write(out, out_term.0).map_err(|e| e.to_string())
+    let mut term = etf::Etf::new();
+    term.list(&records, |term, record| term.0.extend_from_slice(record));
+    std::fs::write(out, term.0).map_err(|e| e.to_string())
 }
 
-/// A binary literal that needs no escaping: <<104,105>>.
-fn bin(bytes: &[u8]) -> String {
-    let parts: Vec<String> = bytes.iter().map(u8::to_string).collect();
-    format!("<<{}>>", parts.join(","))
-}
-
-fn erl(value: &serde_json::Value) -> String {
-    use serde_json::Value::*;
-    match value {
-        Null => "null".into(),
-        Bool(b) => b.to_string(),
-        Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.to_string(),
-            (_, Some(u)) => u.to_string(),
-            _ => format!("{:.17e}", n.as_f64().unwrap_or(0.0)),
-        },
-        String(s) => bin(s.as_bytes()),
-        Array(items) => format!("[{}]", items.iter().map(erl).collect::<Vec<_>>().join(",")),
-        Object(map) => {
-            let pairs: Vec<std::string::String> = map.iter().map(|(k, v)| format!("{} => {}", bin(k.as_bytes()), erl(v))).collect();
-            format!("#{{{}}}", pairs.join(","))
-        }
-    }
-}
-
-fn json_term(file: &str) -> Result<(), String> {
+fn json_term(file: &str, out: &str) -> Result<(), String> {
     let text = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?;
-    println!("{}.", erl(&value));
-    Ok(())
+    let mut term = etf::Etf::new();
+    term.json(&value);
+    std::fs::write(out, term.0).map_err(|e| format!("{out}: {e}"))
 }
 
 fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[String]) -> Result<(), String> {
