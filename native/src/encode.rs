@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use rustler::types::map::MapIterator;
 use rustler::{Term, TermType};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
-use serde_json::ser::Formatter;
+use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::config::{Format, PayloadEncoding};
 use crate::event::{Event, EventKind, Message};
@@ -46,14 +46,8 @@ pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Resu
             headers = Some(raw_headers(event, message, options.node));
         }
         _ => match options.format {
-            Format::Emqx => {
-                let mut ser = serde_json::Serializer::new(out);
-                write_emqx(event, options, &mut ser).map_err(|e| e.to_string())?;
-            }
-            Format::Legacy => {
-                let mut ser = serde_json::Serializer::with_formatter(out, MochiFormatter);
-                write_legacy(event, options, &mut ser).map_err(|e| e.to_string())?;
-            }
+            Format::Emqx => write_emqx(event, options, Object::new(out, CompactFormatter)).map_err(|e| e.to_string())?,
+            Format::Legacy => write_legacy(event, options, Object::new(out, MochiFormatter)).map_err(|e| e.to_string())?,
         },
     }
     if options.user_properties_headers {
@@ -75,16 +69,92 @@ fn message_timestamp(message: &Message) -> i64 {
     message.timestamp.decode::<i64>().unwrap_or_else(|_| now_ms())
 }
 
-/// A field of an optional map as JSON (null when the map or key is absent).
-fn field(map: Option<Term<'_>>, key: rustler::Atom) -> TermJson<'_> {
-    TermJson(map.and_then(|m| terms::map_get(m, key)))
+/// A field of an optional map (`None`, which is null, when the map or key is absent).
+fn field(map: Option<Term<'_>>, key: rustler::Atom) -> Option<Term<'_>> {
+    map.and_then(|m| terms::map_get(m, key))
 }
 
-type Json<'w, F> = serde_json::Serializer<&'w mut Vec<u8>, F>;
+/// A JSON object written entry by entry: serde_json writes every value,
+/// and the keys, which are this file's own constants, are copied as they
+/// are. (serde_json's map serializer checks each key byte for escapes,
+/// about a tenth of a 100 B hook.)
+struct Object<'w, F> {
+    out: &'w mut Vec<u8>,
+    formatter: F,
+    empty: bool,
+}
 
-fn write_emqx<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Json<'_, F>) -> Result<(), serde_json::Error> {
-    let mut map = ser.serialize_map(None)?;
-    map.serialize_entry("event", event.kind.hook_point())?;
+impl<'w, F: Formatter + Clone> Object<'w, F> {
+    fn new(out: &'w mut Vec<u8>, formatter: F) -> Self {
+        out.push(b'{');
+        Object { out, formatter, empty: true }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(is_plain_ascii(key.as_bytes()), "key {key:?} would need escaping");
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn serialize_entry<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), serde_json::Error> {
+        self.key(key);
+        value.serialize(&mut serde_json::Serializer::with_formatter(&mut *self.out, self.formatter.clone()))
+    }
+
+    /// Writes `"`, what `write` appends, `"`.
+    fn quoted_entry(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        self.key(key);
+        self.out.push(b'"');
+        write(self.out);
+        self.out.push(b'"');
+    }
+
+    /// Text that needs no escaping in either format is copied between
+    /// quotes; anything else goes through serde_json.
+    fn str_entry(&mut self, key: &'static str, text: &str) -> Result<(), serde_json::Error> {
+        if !is_plain_ascii(text.as_bytes()) {
+            return self.serialize_entry(key, text);
+        }
+        self.quoted_entry(key, |out| out.extend_from_slice(text.as_bytes()));
+        Ok(())
+    }
+
+    /// A term as JSON, with the usual binary (a clientid, a username) on the
+    /// plain-text path.
+    fn term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
+        match term.filter(|t| t.is_binary()).and_then(terms::binary) {
+            Some(bytes) if is_plain_ascii(bytes) => {
+                self.quoted_entry(key, |out| out.extend_from_slice(bytes));
+                Ok(())
+            }
+            _ => self.serialize_entry(key, &TermJson(term)),
+        }
+    }
+
+    /// Plain text is copied and base64 encoded straight into the output;
+    /// neither needs escaping.
+    fn payload_entry(&mut self, key: &'static str, payload: &Payload) -> Result<(), serde_json::Error> {
+        match *payload {
+            Payload::Plain(bytes) => self.quoted_entry(key, |out| out.extend_from_slice(bytes)),
+            Payload::Text(text) => return self.serialize_entry(key, text),
+            Payload::Base64(bytes) => self.quoted_entry(key, |out| base64_into(bytes, out)),
+        }
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), serde_json::Error> {
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
+    map.str_entry("event", event.kind.hook_point())?;
     let client = event.client_info;
     let timestamp = match &event.message {
         Some(message) => message_timestamp(message),
@@ -93,18 +163,18 @@ fn write_emqx<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Js
     match event.kind {
         EventKind::ClientConnected | EventKind::ClientDisconnected => {
             let conn = event.conn_info;
-            map.serialize_entry("clientid", &field(client, atoms::clientid()))?;
-            map.serialize_entry("username", &field(client, atoms::username()))?;
-            map.serialize_entry("peerhost", &field(client, atoms::peerhost()))?;
+            map.term_entry("clientid", field(client, atoms::clientid()))?;
+            map.term_entry("username", field(client, atoms::username()))?;
+            map.term_entry("peerhost", field(client, atoms::peerhost()))?;
             if event.kind == EventKind::ClientConnected {
-                map.serialize_entry("sockport", &field(client, atoms::sockport()))?;
-                map.serialize_entry("proto_name", &field(conn, atoms::proto_name()))?;
-                map.serialize_entry("proto_ver", &field(conn, atoms::proto_ver()))?;
-                map.serialize_entry("keepalive", &field(conn, atoms::keepalive()))?;
-                map.serialize_entry("clean_start", &field(conn, atoms::clean_start()))?;
-                map.serialize_entry("expiry_interval", &field(conn, atoms::expiry_interval()))?;
-                map.serialize_entry("connected_at", &field(conn, atoms::connected_at()))?;
-                map.serialize_entry("is_bridge", &field(client, atoms::is_bridge()))?;
+                map.term_entry("sockport", field(client, atoms::sockport()))?;
+                map.term_entry("proto_name", field(conn, atoms::proto_name()))?;
+                map.term_entry("proto_ver", field(conn, atoms::proto_ver()))?;
+                map.term_entry("keepalive", field(conn, atoms::keepalive()))?;
+                map.term_entry("clean_start", field(conn, atoms::clean_start()))?;
+                map.term_entry("expiry_interval", field(conn, atoms::expiry_interval()))?;
+                map.term_entry("connected_at", field(conn, atoms::connected_at()))?;
+                map.term_entry("is_bridge", field(client, atoms::is_bridge()))?;
             } else {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
                 let at = conn.and_then(|c| terms::map_get(c, atoms::disconnected_at()));
@@ -115,34 +185,36 @@ fn write_emqx<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Js
             }
         }
         EventKind::SessionSubscribed | EventKind::SessionUnsubscribed => {
-            map.serialize_entry("clientid", &field(client, atoms::clientid()))?;
-            map.serialize_entry("username", &field(client, atoms::username()))?;
-            map.serialize_entry("peerhost", &field(client, atoms::peerhost()))?;
+            map.term_entry("clientid", field(client, atoms::clientid()))?;
+            map.term_entry("username", field(client, atoms::username()))?;
+            map.term_entry("peerhost", field(client, atoms::peerhost()))?;
             map.serialize_entry("topic", &event.sub_topic)?;
-            map.serialize_entry("qos", &field(event.sub_opts.filter(|o| o.is_map()), atoms::qos()))?;
+            map.term_entry("qos", field(event.sub_opts.filter(|o| o.is_map()), atoms::qos()))?;
         }
         _ => {
             let message = event.message.as_ref().expect("message events carry a message");
             let headers = Some(message.headers).filter(|h| h.is_map());
-            map.serialize_entry("id", &HexId(message.id))?;
+            let mut id = [0u8; 32];
+            let id_len = hex_into(message.id, &mut id);
+            map.str_entry("id", std::str::from_utf8(&id[..id_len]).unwrap_or_default())?;
             if client.is_some() {
                 // delivered / acked: the receiver, then the publisher.
-                map.serialize_entry("clientid", &field(client, atoms::clientid()))?;
-                map.serialize_entry("username", &field(client, atoms::username()))?;
-                map.serialize_entry("from_clientid", &TermJson(Some(message.from)))?;
-                map.serialize_entry("from_username", &field(headers, atoms::username()))?;
+                map.term_entry("clientid", field(client, atoms::clientid()))?;
+                map.term_entry("username", field(client, atoms::username()))?;
+                map.term_entry("from_clientid", Some(message.from))?;
+                map.term_entry("from_username", field(headers, atoms::username()))?;
             } else {
-                map.serialize_entry("clientid", &TermJson(Some(message.from)))?;
-                map.serialize_entry("username", &field(headers, atoms::username()))?;
+                map.term_entry("clientid", Some(message.from))?;
+                map.term_entry("username", field(headers, atoms::username()))?;
             }
-            map.serialize_entry("topic", message.topic)?;
+            map.str_entry("topic", message.topic)?;
             map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
             let retain = Some(message.flags).filter(|f| f.is_map()).and_then(|f| terms::map_get(f, atoms::retain()));
             map.serialize_entry("retain", &retain.and_then(terms::as_bool).unwrap_or(false))?;
             let payload = Payload::of(message, options.payload_encoding);
-            map.serialize_entry("payload", &payload)?;
-            map.serialize_entry("payload_encoding", payload.encoding_name())?;
-            map.serialize_entry("peerhost", &field(headers, atoms::peerhost()))?;
+            map.payload_entry("payload", &payload)?;
+            map.str_entry("payload_encoding", payload.encoding_name())?;
+            map.term_entry("peerhost", field(headers, atoms::peerhost()))?;
             map.serialize_entry("pub_props", &PubProps(headers.and_then(|h| terms::map_get(h, atoms::properties()))))?;
             map.serialize_entry("publish_received_at", &timestamp)?;
             if event.kind == EventKind::MessageDropped {
@@ -151,13 +223,12 @@ fn write_emqx<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Js
         }
     }
     map.serialize_entry("timestamp", &timestamp)?;
-    map.serialize_entry("node", options.node)?;
-    SerializeMap::end(map)
+    map.str_entry("node", options.node)?;
+    map.end()
 }
 
 /// The seed plugin's (emqttd_plugin_kafka_bridge, mochijson2) field order and names.
-fn write_legacy<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut Json<'_, F>) -> Result<(), serde_json::Error> {
-    let mut map = ser.serialize_map(None)?;
+fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
     let clientid = event.clientid();
     let seconds = event.message.as_ref().map(message_timestamp).unwrap_or_else(now_ms) / 1000;
     match event.kind {
@@ -172,7 +243,7 @@ fn write_legacy<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut 
         }
         EventKind::SessionSubscribed | EventKind::SessionUnsubscribed => {
             let kind = if event.kind == EventKind::SessionSubscribed { "subscribed" } else { "unsubscribed" };
-            map.serialize_entry("type", kind)?;
+            map.str_entry("type", kind)?;
             map.serialize_entry("client_id", &clientid)?;
             map.serialize_entry("topic", &event.sub_topic)?;
         }
@@ -184,27 +255,27 @@ fn write_legacy<F: Formatter>(event: &Event, options: &EncodeOptions, ser: &mut 
                 EventKind::MessageAcked => "acked",
                 _ => "dropped",
             };
-            map.serialize_entry("type", kind)?;
+            map.str_entry("type", kind)?;
             map.serialize_entry("client_id", &clientid)?;
             if event.client_info.is_some() {
-                map.serialize_entry("from", &TermJson(Some(message.from)))?;
+                map.term_entry("from", Some(message.from))?;
             }
-            map.serialize_entry("topic", message.topic)?;
+            map.str_entry("topic", message.topic)?;
             let payload = Payload::of(message, options.payload_encoding);
-            map.serialize_entry("payload", &payload)?;
+            map.payload_entry("payload", &payload)?;
             map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
             if event.kind == EventKind::MessageDropped {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
             }
             if let Payload::Base64(_) = payload {
                 // The seed plugin crashed on binary payloads; we say what we did instead.
-                map.serialize_entry("payload_encoding", payload.encoding_name())?;
+                map.str_entry("payload_encoding", payload.encoding_name())?;
             }
         }
     }
-    map.serialize_entry("cluster_node", options.node)?;
+    map.str_entry("cluster_node", options.node)?;
     map.serialize_entry("ts", &seconds)?;
-    SerializeMap::end(map)
+    map.end()
 }
 
 fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
@@ -253,64 +324,47 @@ fn hex_into(bytes: &[u8], out: &mut [u8; 32]) -> usize {
     2 * n
 }
 
-struct HexId<'a>(&'a [u8]);
-
-impl Serialize for HexId<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 32];
-        let n = hex_into(self.0, &mut buf);
-        s.serialize_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
-    }
-}
-
 /// A message payload as JSON: text when `auto` finds valid UTF-8, else base64.
 enum Payload<'a> {
+    /// Text that needs no escaping (checked first: it is valid UTF-8 too).
+    Plain(&'a [u8]),
     Text(&'a str),
     Base64(&'a [u8]),
 }
 
 impl<'a> Payload<'a> {
     fn of(message: &'a Message, encoding: PayloadEncoding) -> Payload<'a> {
-        let bytes = message.payload.as_slice();
-        let text = match encoding {
-            PayloadEncoding::Auto => std::str::from_utf8(bytes).ok(),
-            _ => None,
-        };
-        text.map_or(Payload::Base64(bytes), Payload::Text)
+        Payload::of_bytes(message.payload.as_slice(), encoding)
+    }
+
+    fn of_bytes(bytes: &'a [u8], encoding: PayloadEncoding) -> Payload<'a> {
+        match encoding {
+            PayloadEncoding::Auto if is_plain_ascii(bytes) => Payload::Plain(bytes),
+            PayloadEncoding::Auto => std::str::from_utf8(bytes).map_or(Payload::Base64(bytes), Payload::Text),
+            _ => Payload::Base64(bytes),
+        }
     }
 
     fn encoding_name(&self) -> &'static str {
         match self {
-            Payload::Text(_) => "utf8",
+            Payload::Plain(_) | Payload::Text(_) => "utf8",
             Payload::Base64(_) => "base64",
         }
     }
 }
 
-impl Serialize for Payload<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            // serde_json escapes byte by byte; a payload that needs no
-            // escaping (checked several bytes at a time) is copied as is.
-            Payload::Text(text) if text.len() >= 64 && is_plain_ascii(text.as_bytes()) => {
-                let mut quoted = String::with_capacity(text.len() + 2);
-                quoted.push('"');
-                quoted.push_str(text);
-                quoted.push('"');
-                RawJson(&quoted).serialize(s)
-            }
-            Payload::Text(text) => s.serialize_str(text),
-            Payload::Base64(bytes) => Base64(bytes).serialize(s),
-        }
-    }
+/// Printable ASCII other than `"` and `\`: the same text in JSON, in both
+/// formats. Whole 32-byte chunks are checked without an early exit, so the
+/// compiler vectorises them. (Word-at-a-time tricks for the short rest, the
+/// whole of a clientid or topic, measured no faster.)
+fn is_plain_ascii(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(32);
+    chunks.by_ref().all(|chunk| !chunk.iter().fold(false, |bad, &b| bad | !is_plain_byte(b)))
+        && chunks.remainder().iter().all(|&b| is_plain_byte(b))
 }
 
-/// Printable ASCII other than `"` and `\`: the same text in JSON, in both
-/// formats. No early exit inside a chunk, so the compiler vectorises it.
-fn is_plain_ascii(bytes: &[u8]) -> bool {
-    bytes.chunks(32).all(|chunk| {
-        !chunk.iter().fold(false, |bad, &b| bad | !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\'))
-    })
+fn is_plain_byte(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
 }
 
 /// A value written verbatim: serde_json's `raw_value` protocol, the one
@@ -329,17 +383,25 @@ impl Serialize for RawJson<'_> {
     }
 }
 
+/// Appends the base64 of `bytes` to `out`, with no intermediate buffer.
+fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine;
+    let start = out.len();
+    out.resize(start + bytes.len().div_ceil(3) * 4, 0);
+    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+}
+
 /// Base64 never needs escaping: encoded straight into the quoted text.
 struct Base64<'a>(&'a [u8]);
 
 impl Serialize for Base64<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine;
-        let mut quoted = String::with_capacity(self.0.len().div_ceil(3) * 4 + 2);
-        quoted.push('"');
-        STANDARD.encode_string(self.0, &mut quoted);
-        quoted.push('"');
-        RawJson(&quoted).serialize(s)
+        let mut quoted = Vec::with_capacity(self.0.len().div_ceil(3) * 4 + 2);
+        quoted.push(b'"');
+        base64_into(self.0, &mut quoted);
+        quoted.push(b'"');
+        RawJson(std::str::from_utf8(&quoted).unwrap_or_default()).serialize(s)
     }
 }
 
@@ -364,7 +426,8 @@ struct PubProps<'a>(Option<Term<'a>>);
 
 impl Serialize for PubProps<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0.filter(|p| p.is_map()) {
+        // The usual empty map without creating a map iterator.
+        match self.0.filter(|p| p.map_size().is_ok_and(|n| n > 0)) {
             None => s.serialize_map(Some(0))?.end(),
             Some(props) => TermJson(Some(props)).serialize(s),
         }
@@ -486,6 +549,7 @@ impl Serialize for KeyText<'_> {
 
 /// serde_json output escaped the way mochijson2 escapes: every character
 /// from U+007F up as a lowercase `\uXXXX` (surrogate pairs above U+FFFF).
+#[derive(Clone)]
 pub struct MochiFormatter;
 
 impl Formatter for MochiFormatter {
@@ -552,16 +616,59 @@ mod tests {
         }
     }
 
+    /// What `Object` writes: the same bytes serde_json's own map writes,
+    /// in both formats, on the plain-text path and off it.
+    fn object_json<F: Formatter + Clone>(formatter: F, text: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut object = Object::new(&mut out, formatter);
+        object.str_entry("text", text).unwrap();
+        object.payload_entry("payload", &Payload::of_bytes(text.as_bytes(), PayloadEncoding::Auto)).unwrap();
+        object.payload_entry("base64", &Payload::of_bytes(bytes, PayloadEncoding::Base64)).unwrap();
+        object.serialize_entry("n", &42).unwrap();
+        object.end().unwrap();
+        out
+    }
+
+    fn serde_json_map<F: Formatter>(formatter: F, text: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+        let mut map = ser.serialize_map(None).unwrap();
+        map.serialize_entry("text", text).unwrap();
+        map.serialize_entry("payload", text).unwrap();
+        use base64::Engine;
+        map.serialize_entry("base64", &STANDARD.encode(bytes)).unwrap();
+        map.serialize_entry("n", &42).unwrap();
+        SerializeMap::end(map).unwrap();
+        out
+    }
+
     #[test]
-    fn plain_payloads_are_copied_as_serde_json_would_write_them() {
+    fn objects_match_serde_json_maps() {
         let plain = "sensor reading 42, ok; ".repeat(10);
-        for text in [plain.as_str(), "needs \"escaping\" here and there, long enough to take the fast path", "caf\u{e9} and more text to pass sixty-four bytes of length......"] {
-            let fast = serde_json::to_string(&Payload::Text(text)).unwrap();
-            assert_eq!(fast, serde_json::to_string(text).unwrap());
+        for text in [plain.as_str(), "", "needs \"escaping\" here", "caf\u{e9}", "tab\there", "\u{7f}"] {
+            for bytes in [&b""[..], b"\x00\xff\xfe", b"abcd"] {
+                assert_eq!(object_json(CompactFormatter, text, bytes), serde_json_map(CompactFormatter, text, bytes));
+                assert_eq!(object_json(MochiFormatter, text, bytes), serde_json_map(MochiFormatter, text, bytes));
+            }
         }
         assert!(is_plain_ascii(plain.as_bytes()));
         assert!(!is_plain_ascii(b"tab\there"));
         assert!(!is_plain_ascii("caf\u{e9}".as_bytes()));
+        assert!(!is_plain_ascii(b"\x7f"));
+    }
+
+    #[test]
+    fn plain_ascii_check_matches_a_byte_loop() {
+        let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+        for b in 0..=255u8 {
+            for len in [1, 3, 7, 8, 9, 15, 31, 32, 33, 45, 71] {
+                for at in [0, len / 2, len - 1] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = b;
+                    assert_eq!(is_plain_ascii(&bytes), plain(b), "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
     }
 
     #[test]
