@@ -153,7 +153,8 @@ fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
 
 fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     guarded(env, || {
-        let bridge: ResourceArc<BridgeResource> = args[0].decode().map_err(|_| "not a bridge")?;
+        // Borrowed for this call: no reference count to bump and drop.
+        let bridge: &BridgeResource = args[0].try_get_resource().ok_or("not a bridge")?;
         let kind = kind_of(args[1]).ok_or("unknown hook point")?;
         let hook_args = &args[2..2 + arity(kind)];
         if !on_dirty && kind.has_message() {

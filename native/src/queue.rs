@@ -45,6 +45,42 @@ impl Record {
     }
 }
 
+/// How the consumer thread waits for records without making pushes pay for
+/// waking it. A receiver blocked on the channel costs the next push a futex
+/// wake-up, more than the rest of a hook call; so while records keep coming
+/// the thread naps on its own (on librdkafka's poll) and blocks on the
+/// channel only once the queue has been quiet for `QUIET`.
+pub struct Waiter {
+    last_record: Instant,
+}
+
+const QUIET: Duration = Duration::from_millis(20);
+const NAP: Duration = Duration::from_millis(1);
+
+impl Waiter {
+    pub fn new() -> Waiter {
+        Waiter { last_record: Instant::now() }
+    }
+
+    /// The next record within `wait` (none when `wait` is zero and the queue
+    /// is empty); `nap` waits on something else for up to the given time.
+    pub fn recv(&mut self, rx: &Receiver<Record>, wait: Duration, nap: impl FnOnce(Duration)) -> Option<Record> {
+        let record = match rx.try_recv() {
+            Ok(record) => Some(record),
+            Err(_) if wait.is_zero() => None,
+            Err(_) if self.last_record.elapsed() < QUIET => {
+                nap(NAP.min(wait));
+                rx.try_recv().ok()
+            }
+            Err(_) => rx.recv_timeout(wait).ok(),
+        };
+        if record.is_some() {
+            self.last_record = Instant::now();
+        }
+        record
+    }
+}
+
 pub struct Queue {
     tx: Sender<Record>,
     rx: Receiver<Record>,

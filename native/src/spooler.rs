@@ -21,8 +21,8 @@ use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use crate::config::Overflow;
 use crate::log::Level;
 use crate::metrics::inc;
-use crate::producer::{poll, poll_ready, produce, Context, Produced, Report, Shared, CONNECTED, RUN};
-use crate::queue::Record;
+use crate::producer::{flush, poll, poll_ready, produce, Context, Produced, Report, Shared, CONNECTED, RUN};
+use crate::queue::{Record, Waiter};
 use crate::spool::{Appended, Now, Position, Spool};
 
 /// Records taken from the hook queue per round.
@@ -90,6 +90,7 @@ struct SpoolThread {
     /// hybrid: events go to the spool rather than straight to librdkafka.
     spilling: bool,
     unreachable_since: Option<Instant>,
+    waiter: Waiter,
 }
 
 pub fn run(
@@ -114,6 +115,7 @@ pub fn run(
         pending: None,
         spilling,
         unreachable_since: None,
+        waiter: Waiter::new(),
     };
     while mode.load(SeqCst) == RUN {
         thread.round(&rx);
@@ -134,7 +136,7 @@ impl SpoolThread {
         } else {
             Duration::from_millis(50)
         };
-        let first = if wait.is_zero() { rx.try_recv().ok() } else { rx.recv_timeout(wait).ok() };
+        let first = self.waiter.recv(rx, wait, |nap| poll(&self.producer, nap));
         self.track_reachability();
         let now = Now::get();
         for record in first.into_iter().chain(rx.try_iter().take(BATCH)) {
@@ -317,7 +319,7 @@ impl SpoolThread {
         }
         self.pending = None;
         self.producer.purge(PurgeConfig::default().queue().inflight());
-        let _ = self.producer.flush(Duration::from_millis(500));
+        flush(&self.producer, Duration::from_millis(500));
         poll(&self.producer, Duration::ZERO);
         self.settle();
         self.spool.close();
