@@ -41,16 +41,17 @@ pub fn inc(counter: &AtomicU64) {
 }
 
 impl Metrics {
-    pub fn topic_outcome(&self, topic: &str, delivered: bool) {
+    /// Counts `count` records delivered to (or failed for) `topic`.
+    pub fn topic_outcome(&self, topic: &str, delivered: bool, count: u64) {
         let mut per_topic = self.per_topic.lock().unwrap_or_else(|e| e.into_inner());
         let entry = match per_topic.get_mut(topic) {
             Some(entry) => entry,
             None => per_topic.entry(topic.to_string()).or_default(),
         };
         if delivered {
-            entry.0 += 1;
+            entry.0 += count;
         } else {
-            entry.1 += 1;
+            entry.1 += count;
         }
     }
 
@@ -66,16 +67,39 @@ impl Metrics {
 const BOUNDS_MS: [u64; 24] =
     [1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000];
 
+const BUCKETS: usize = BOUNDS_MS.len() + 1;
+
+fn bucket_of(ms: u64) -> usize {
+    BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(BOUNDS_MS.len())
+}
+
 /// Enqueue-to-ack latency, in fixed buckets, so recording is one atomic add.
 #[derive(Default)]
 pub struct LatencyHistogram {
-    buckets: [AtomicU64; 25],
+    buckets: [AtomicU64; BUCKETS],
+}
+
+/// Latencies counted locally, added to the histogram in one go.
+#[derive(Default)]
+pub struct LatencyCounts([u64; BUCKETS]);
+
+impl LatencyCounts {
+    pub fn record(&mut self, ms: u64) {
+        self.0[bucket_of(ms)] += 1;
+    }
 }
 
 impl LatencyHistogram {
     pub fn record(&self, ms: u64) {
-        let i = BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(BOUNDS_MS.len());
-        self.buckets[i].fetch_add(1, Relaxed);
+        self.buckets[bucket_of(ms)].fetch_add(1, Relaxed);
+    }
+
+    pub fn add(&self, counts: &LatencyCounts) {
+        for (bucket, &count) in self.buckets.iter().zip(&counts.0) {
+            if count > 0 {
+                bucket.fetch_add(count, Relaxed);
+            }
+        }
     }
 
     /// The bucket bound at or below which `q` of the samples fall (0 if none).

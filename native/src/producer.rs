@@ -23,7 +23,7 @@ use rdkafka::client::DefaultClientContext;
 
 use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
 use crate::log::{Level, Logger};
-use crate::metrics::{inc, Metrics};
+use crate::metrics::{inc, LatencyCounts, Metrics};
 use crate::queue::{Queue, Record, Waiter};
 use crate::spool::Spool;
 use crate::spooler;
@@ -105,6 +105,32 @@ pub struct Context {
     /// ms): one reading per poll instead of one per delivery report.
     poll_epoch_ms: AtomicU32,
     poll_unix_ms: AtomicI64,
+    /// The reports of the current poll, added up (see `Tally`).
+    tally: Mutex<Tally>,
+}
+
+/// The delivery reports of one poll, added up and applied to the shared
+/// counters once per poll instead of once per record. The queue budget is
+/// written by every hook call too, and the per-topic table is a map behind
+/// a lock.
+#[derive(Default)]
+struct Tally {
+    reports: u64,
+    released_bytes: usize,
+    released_records: usize,
+    delivered: u64,
+    topics: Vec<(String, u64)>,
+    latency: LatencyCounts,
+}
+
+impl Tally {
+    fn delivered(&mut self, topic: &str) {
+        self.delivered += 1;
+        match self.topics.iter_mut().find(|(name, _)| name == topic) {
+            Some((_, count)) => *count += 1,
+            None => self.topics.push((topic.to_string(), 1)),
+        }
+    }
 }
 
 /// Serves what librdkafka has ready (one event, one produce response),
@@ -117,6 +143,7 @@ fn serve_one(producer: &BaseProducer<Context>) -> bool {
     context.poll_epoch_ms.store(context.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
     context.poll_unix_ms.store(unix_ms() as i64, Relaxed);
     producer.poll(Duration::ZERO);
+    context.apply_tally();
     inflight.load(Relaxed) != before
 }
 
@@ -203,11 +230,12 @@ impl ProducerContext for Context {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let shared = &self.shared;
-        shared.metrics.inflight.fetch_sub(1, Relaxed);
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.reports += 1;
         if let Some(reports) = &self.reports {
             let report = match result {
                 Ok(message) => {
-                    self.delivered(message.topic());
+                    tally.delivered(message.topic());
                     Report::Settled { seq: opaque, delivered: true }
                 }
                 Err((error, message)) if is_purge(error) => Report::Purged { seq: opaque, record: record_of(message) },
@@ -219,14 +247,13 @@ impl ProducerContext for Context {
             reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
             return;
         }
-        let size = opaque >> 32;
-        shared.queue.release(size);
+        tally.released_bytes += opaque >> 32;
+        tally.released_records += 1;
         match result {
             Ok(message) => {
-                self.delivered(message.topic());
+                tally.delivered(message.topic());
                 let now = self.poll_epoch_ms.load(Relaxed);
-                let latency = now.wrapping_sub((opaque & 0xffff_ffff) as u32);
-                shared.metrics.latency.record(latency as u64);
+                tally.latency.record(now.wrapping_sub((opaque & 0xffff_ffff) as u32) as u64);
             }
             Err((error, message)) if is_purge(error) => {
                 if self.mode.load(SeqCst) == RETIRE {
@@ -259,18 +286,31 @@ fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 }
 
 impl Context {
-    fn delivered(&self, topic: &str) {
+    /// Applies the reports the last poll added up.
+    fn apply_tally(&self) {
+        let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        if tally.reports == 0 {
+            return;
+        }
         let shared = &self.shared;
-        inc(&shared.metrics.delivered);
-        shared.metrics.topic_outcome(topic, true);
-        shared.status.state.store(CONNECTED, Relaxed);
-        shared.status.last_delivery_ms.store(self.poll_unix_ms.load(Relaxed), Relaxed);
+        let metrics = &shared.metrics;
+        metrics.inflight.fetch_sub(tally.reports, Relaxed);
+        shared.queue.release_many(tally.released_bytes, tally.released_records);
+        if tally.delivered > 0 {
+            metrics.delivered.fetch_add(tally.delivered, Relaxed);
+            for (topic, count) in &tally.topics {
+                metrics.topic_outcome(topic, true, *count);
+            }
+            metrics.latency.add(&tally.latency);
+            shared.status.state.store(CONNECTED, Relaxed);
+            shared.status.last_delivery_ms.store(self.poll_unix_ms.load(Relaxed), Relaxed);
+        }
     }
 
     fn failed(&self, topic: &str, error: &KafkaError) {
         let shared = &self.shared;
         inc(&shared.metrics.failed);
-        shared.metrics.topic_outcome(topic, false);
+        shared.metrics.topic_outcome(topic, false, 1);
         let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
         shared.logger.limited(Level::Error, &format!("delivery:{topic}:{error}"), &text);
         shared.status.set_error(text);
@@ -359,6 +399,7 @@ impl ProducerHandle {
             reports,
             poll_epoch_ms: AtomicU32::new(0),
             poll_unix_ms: AtomicI64::new(0),
+            tally: Mutex::default(),
         };
         let producer: BaseProducer<Context> = client_config(kafka, buffer)
             .create_with_context(context)
@@ -510,7 +551,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, record: &Recor
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Produced::QueueFull,
         Err(error) => {
             inc(&shared.metrics.failed);
-            shared.metrics.topic_outcome(&record.topic, false);
+            shared.metrics.topic_outcome(&record.topic, false, 1);
             let text = format!("Kafka refused a record for topic {:?}: {error}", record.topic);
             shared.logger.limited(Level::Error, &format!("refused:{}:{error}", record.topic), &text);
             shared.status.set_error(text);

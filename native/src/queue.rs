@@ -161,8 +161,15 @@ impl Queue {
 
     /// Gives back the budget of one record (delivered, failed or dropped).
     pub fn release(&self, size: usize) {
-        self.budget_used.fetch_sub(size, Relaxed);
-        self.held.fetch_sub(1, Relaxed);
+        self.release_many(size, 1);
+    }
+
+    /// Gives back the budget of `records` records of `bytes` in all.
+    pub fn release_many(&self, bytes: usize, records: usize) {
+        if records > 0 {
+            self.budget_used.fetch_sub(bytes, Relaxed);
+            self.held.fetch_sub(records, Relaxed);
+        }
     }
 
     fn evict_oldest(&self, metrics: &Metrics) -> bool {
