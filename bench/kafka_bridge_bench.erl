@@ -20,7 +20,7 @@
 -import(kafka_bridge_test_lib, [message/4, unique/1]).
 
 -define(RUNS, 5).
--define(E2E_RUNS, 3).
+-define(E2E_RUNS, 5).
 -define(E2E_EVENTS, 300000).
 %% The producer settings the bridge uses by default, for the raw baseline too.
 -define(PROPS, ["acks=all", "linger.ms=5", "compression.type=lz4", "partitioner=murmur2_random",
@@ -125,12 +125,13 @@ sink() ->
 end_to_end(Dir, Size) ->
     N = ?E2E_EVENTS,
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
-    Bridge = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, big_buffer()) end)
-              || _ <- lists:seq(1, ?E2E_RUNS)],
-    Disk = [with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, disk_buffer(Dir)) end)
-            || _ <- lists:seq(1, ?E2E_RUNS)],
     Values = sample_values(Dir, Msg),
-    Raw = [with_broker(Dir, fun(Broker) -> raw_rate(Broker, Values, N) end) || _ <- lists:seq(1, ?E2E_RUNS)],
+    %% Interleaved, so a slow spell of this noisy machine hits all three.
+    Runs = [{with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, big_buffer()) end),
+             with_broker(Dir, fun(Broker) -> bridge_rate(Broker, Msg, N, disk_buffer(Dir)) end),
+             with_broker(Dir, fun(Broker) -> raw_rate(Broker, Values, N) end)}
+            || _ <- lists:seq(1, ?E2E_RUNS)],
+    {Bridge, Disk, Raw} = lists:unzip3(Runs),
     {B, D, R} = {median(Bridge), median(Disk), median(Raw)},
     out("end to end, ~b B payload, ~b events x ~b runs: bridge ~.1f events/s (runs ~w); "
         "raw rdkafka ~.1f msg/s (runs ~w); bridge/raw ~.2f",
