@@ -229,15 +229,25 @@ impl ProducerContext for Context {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let shared = &self.shared;
-        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        tally.reports += 1;
+        let memory_mode = self.reports.is_none();
+        {
+            let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+            tally.reports += 1;
+            if memory_mode {
+                tally.released_bytes += opaque >> 32;
+                tally.released_records += 1;
+            }
+            if let Ok(message) = result {
+                tally.delivered(message.topic());
+                if memory_mode {
+                    let now = self.poll_epoch_ms.load(Relaxed);
+                    tally.latency.record(now.wrapping_sub((opaque & 0xffff_ffff) as u32) as u64);
+                }
+            }
+        }
         if let Some(reports) = &self.reports {
             let report = match result {
-                Ok(message) => {
-                    tally.delivered(message.topic());
-                    Report::Settled { seq: opaque, delivered: true }
-                }
+                Ok(_) => Report::Settled { seq: opaque, delivered: true },
                 Err((error, message)) if is_purge(error) => Report::Purged { seq: opaque, record: record_of(message) },
                 Err((error, message)) => {
                     self.failed(message.topic(), error);
@@ -247,19 +257,13 @@ impl ProducerContext for Context {
             reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
             return;
         }
-        tally.released_bytes += opaque >> 32;
-        tally.released_records += 1;
         match result {
-            Ok(message) => {
-                tally.delivered(message.topic());
-                let now = self.poll_epoch_ms.load(Relaxed);
-                tally.latency.record(now.wrapping_sub((opaque & 0xffff_ffff) as u32) as u64);
-            }
+            Ok(_) => {}
             Err((error, message)) if is_purge(error) => {
                 if self.mode.load(SeqCst) == RETIRE {
                     self.requeue(message);
                 } else {
-                    inc(&shared.metrics.dropped_on_stop);
+                    inc(&self.shared.metrics.dropped_on_stop);
                 }
             }
             Err((error, message)) => self.failed(message.topic(), error),
