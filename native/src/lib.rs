@@ -229,26 +229,18 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("spool_segments", load(&m.spool_segments)),
             ("spool_backlog_bytes", load(&m.spool_backlog_bytes)),
         ];
-        let mut map = Term::map_new(env);
-        for (name, value) in counters {
-            map = map.map_put(Atom::from_str(env, name).map_err(|_| "atom")?, value).map_err(|_| "map")?;
-        }
-        let latency = Term::map_new(env)
-            .map_put(Atom::from_str(env, "p50").map_err(|_| "atom")?, m.latency.quantile(0.50))
-            .and_then(|l| l.map_put(Atom::from_str(env, "p99")?, m.latency.quantile(0.99)))
-            .map_err(|_| "map")?;
-        map = map.map_put(Atom::from_str(env, "delivery_latency_ms").map_err(|_| "atom")?, latency).map_err(|_| "map")?;
+        let mut fields: Vec<(&str, Term<'a>)> =
+            counters.into_iter().map(|(name, value)| (name, value.encode(env))).collect();
+        let latency = [("p50", m.latency.quantile(0.50)), ("p99", m.latency.quantile(0.99))];
+        fields.push(("delivery_latency_ms", atom_map(env, latency.map(|(q, ms)| (q, ms.encode(env))))?));
         let mut topics = Term::map_new(env);
         for (topic, delivered, failed) in m.per_topic_snapshot() {
-            let row = Term::map_new(env)
-                .map_put(Atom::from_str(env, "delivered").map_err(|_| "atom")?, delivered)
-                .and_then(|r| r.map_put(Atom::from_str(env, "failed")?, failed))
-                .map_err(|_| "map")?;
+            let row = atom_map(env, [("delivered", delivered.encode(env)), ("failed", failed.encode(env))])?;
             let name = rustler::types::binary::NewBinary::from_slice(env, topic.as_bytes());
             topics = topics.map_put(Term::from(name), row).map_err(|_| "map")?;
         }
-        map = map.map_put(Atom::from_str(env, "topics").map_err(|_| "atom")?, topics).map_err(|_| "map")?;
-        Ok(map)
+        fields.push(("topics", topics));
+        atom_map(env, fields)
     })
 }
 
@@ -273,12 +265,18 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),
             ("last_delivery_ms", shared.status.last_delivery_ms.load(Relaxed).encode(env)),
         ];
-        let mut map = Term::map_new(env);
-        for (name, value) in fields {
-            map = map.map_put(Atom::from_str(env, name).map_err(|_| "atom")?, value).map_err(|_| "map")?;
-        }
-        Ok(map)
+        atom_map(env, fields)
     })
+}
+
+/// A map with atom keys, as `metrics/1` and `status/1` return them.
+fn atom_map<'a>(env: Env<'a>, fields: impl IntoIterator<Item = (&'static str, Term<'a>)>) -> Result<Term<'a>, String> {
+    let mut map = Term::map_new(env);
+    for (name, value) in fields {
+        let key = Atom::from_str(env, name).map_err(|_| format!("atom {name}"))?;
+        map = map.map_put(key, value).map_err(|_| format!("map key {name}"))?;
+    }
+    Ok(map)
 }
 
 /// An empty NIF, for the benchmark's baseline.
