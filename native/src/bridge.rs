@@ -47,6 +47,7 @@ pub enum Emitted {
 impl Bridge {
     pub fn start(config: Config, node: String, logger: Logger) -> Result<Bridge, String> {
         let routing = Routing::compile(&config)?;
+        crate::libc_malloc::tune();
         let buffer = &config.buffer;
         let queue = match buffer.mode {
             BufferMode::Memory => Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow),
