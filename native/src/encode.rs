@@ -90,6 +90,9 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         Object { out, formatter, empty: true }
     }
 
+    // The writers below are inlined so that each constant key is copied
+    // with a few moves of known length instead of a call to memcpy.
+    #[inline(always)]
     fn key(&mut self, key: &'static str) {
         debug_assert!(is_plain_ascii(key.as_bytes()), "key {key:?} would need escaping");
         if !self.empty {
@@ -107,6 +110,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
     }
 
     /// Writes `"`, what `write` appends, `"`.
+    #[inline(always)]
     fn quoted_entry(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
         self.key(key);
         self.out.push(b'"');
@@ -116,6 +120,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
 
     /// Text that needs no escaping in either format is copied between
     /// quotes; anything else goes through serde_json.
+    #[inline(always)]
     fn str_entry(&mut self, key: &'static str, text: &str) -> Result<(), serde_json::Error> {
         if !is_plain_ascii(text.as_bytes()) {
             return self.serialize_entry(key, text);
@@ -124,15 +129,52 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         Ok(())
     }
 
+    /// One of this file's constants, which need no escaping.
+    #[inline(always)]
+    fn const_entry(&mut self, key: &'static str, text: &'static str) {
+        debug_assert!(is_plain_ascii(text.as_bytes()), "{text:?} would need escaping");
+        self.quoted_entry(key, |out| out.extend_from_slice(text.as_bytes()));
+    }
+
+    #[inline(always)]
+    fn int_entry(&mut self, key: &'static str, value: i64) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
     /// A term as JSON, with the usual binary (a clientid, a username) on the
     /// plain-text path.
+    #[inline(always)]
     fn term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.filter(|t| t.is_binary()).and_then(terms::binary) {
+        match term.and_then(terms::binary) {
             Some(bytes) if is_plain_ascii(bytes) => {
                 self.quoted_entry(key, |out| out.extend_from_slice(bytes));
                 Ok(())
             }
             _ => self.serialize_entry(key, &TermJson(term)),
+        }
+    }
+
+    /// An integer term (a QoS, a port) as it is; anything else as `term_entry`.
+    fn int_term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
+        match term.map(|t| t.decode::<i64>()) {
+            Some(Ok(value)) => {
+                self.int_entry(key, value);
+                Ok(())
+            }
+            _ => self.term_entry(key, term),
+        }
+    }
+
+    /// An IPv4 address tuple (the usual peerhost) as dotted-quad text;
+    /// anything else as `term_entry`.
+    fn address_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
+        match term.and_then(terms::ip_addr) {
+            Some(std::net::IpAddr::V4(v4)) => {
+                self.quoted_entry(key, |out| out.extend_from_slice(ipv4_text(v4.octets(), &mut [0; 15]).as_bytes()));
+                Ok(())
+            }
+            _ => self.term_entry(key, term),
         }
     }
 
@@ -154,7 +196,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
 }
 
 fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
-    map.str_entry("event", event.kind.hook_point())?;
+    map.const_entry("event", event.kind.hook_point());
     let client = event.client_info;
     let timestamp = match &event.message {
         Some(message) => message_timestamp(message),
@@ -165,9 +207,9 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
             let conn = event.conn_info;
             map.term_entry("clientid", field(client, atoms::clientid()))?;
             map.term_entry("username", field(client, atoms::username()))?;
-            map.term_entry("peerhost", field(client, atoms::peerhost()))?;
+            map.address_entry("peerhost", field(client, atoms::peerhost()))?;
             if event.kind == EventKind::ClientConnected {
-                map.term_entry("sockport", field(client, atoms::sockport()))?;
+                map.int_term_entry("sockport", field(client, atoms::sockport()))?;
                 map.term_entry("proto_name", field(conn, atoms::proto_name()))?;
                 map.term_entry("proto_ver", field(conn, atoms::proto_ver()))?;
                 map.term_entry("keepalive", field(conn, atoms::keepalive()))?;
@@ -187,7 +229,7 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
         EventKind::SessionSubscribed | EventKind::SessionUnsubscribed => {
             map.term_entry("clientid", field(client, atoms::clientid()))?;
             map.term_entry("username", field(client, atoms::username()))?;
-            map.term_entry("peerhost", field(client, atoms::peerhost()))?;
+            map.address_entry("peerhost", field(client, atoms::peerhost()))?;
             map.serialize_entry("topic", &event.sub_topic)?;
             map.term_entry("qos", field(event.sub_opts.filter(|o| o.is_map()), atoms::qos()))?;
         }
@@ -196,7 +238,7 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
             let headers = Some(message.headers).filter(|h| h.is_map());
             let mut id = [0u8; 32];
             let id_len = hex_into(message.id, &mut id);
-            map.str_entry("id", std::str::from_utf8(&id[..id_len]).unwrap_or_default())?;
+            map.quoted_entry("id", |out| out.extend_from_slice(&id[..id_len]));
             if client.is_some() {
                 // delivered / acked: the receiver, then the publisher.
                 map.term_entry("clientid", field(client, atoms::clientid()))?;
@@ -208,21 +250,22 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
                 map.term_entry("username", field(headers, atoms::username()))?;
             }
             map.str_entry("topic", message.topic)?;
-            map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
-            let retain = Some(message.flags).filter(|f| f.is_map()).and_then(|f| terms::map_get(f, atoms::retain()));
-            map.serialize_entry("retain", &retain.and_then(terms::as_bool).unwrap_or(false))?;
+            map.int_term_entry("qos", Some(message.qos))?;
+            let retain = terms::map_get(message.flags, atoms::retain()).and_then(terms::as_bool).unwrap_or(false);
+            map.key("retain");
+            map.out.extend_from_slice(if retain { b"true" } else { b"false" });
             let payload = Payload::of(message, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
-            map.str_entry("payload_encoding", payload.encoding_name())?;
-            map.term_entry("peerhost", field(headers, atoms::peerhost()))?;
+            map.const_entry("payload_encoding", payload.encoding_name());
+            map.address_entry("peerhost", field(headers, atoms::peerhost()))?;
             map.serialize_entry("pub_props", &PubProps(headers.and_then(|h| terms::map_get(h, atoms::properties()))))?;
-            map.serialize_entry("publish_received_at", &timestamp)?;
+            map.int_entry("publish_received_at", timestamp);
             if event.kind == EventKind::MessageDropped {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
             }
         }
     }
-    map.serialize_entry("timestamp", &timestamp)?;
+    map.int_entry("timestamp", timestamp);
     map.str_entry("node", options.node)?;
     map.end()
 }

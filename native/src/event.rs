@@ -87,15 +87,39 @@ rustler::atoms! {
     message,
 }
 
+/// Why a hook's arguments were not decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not the shape EMQX passes; the text says what is wrong.
+    Invalid(&'static str),
+    /// The payload is over the inline limit, or an iolist to flatten:
+    /// decode again on a dirty scheduler.
+    NeedsDirty,
+}
+
+impl From<&'static str> for DecodeError {
+    fn from(reason: &'static str) -> Self {
+        DecodeError::Invalid(reason)
+    }
+}
+
 impl<'a> Message<'a> {
-    pub fn decode(term: Term<'a>) -> Result<Message<'a>, &'static str> {
+    /// `inline_limit`: the largest payload to take on this scheduler (`None`
+    /// on a dirty one, which takes any size and flattens iolists).
+    pub fn decode(term: Term<'a>, inline_limit: Option<usize>) -> Result<Message<'a>, DecodeError> {
         let [tag, id, qos, from, flags, headers, topic, payload, timestamp, _extra] =
             tuple_elements::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
         if tag != message().to_term(term.get_env()) {
-            return Err("not a #message{} record (tag)");
+            return Err("not a #message{} record (tag)".into());
         }
         let topic = terms::binary(topic).ok_or("message topic is not a binary")?;
         let topic = std::str::from_utf8(topic).map_err(|_| "message topic is not UTF-8")?;
+        let payload = match (Binary::from_term(payload), inline_limit) {
+            (Ok(binary), Some(limit)) if binary.len() > limit => return Err(DecodeError::NeedsDirty),
+            (Ok(binary), _) => binary,
+            (Err(_), Some(_)) => return Err(DecodeError::NeedsDirty),
+            (Err(_), None) => Binary::from_iolist(payload).map_err(|_| "message payload is not iodata")?,
+        };
         Ok(Message {
             id: terms::binary(id).unwrap_or_default(),
             qos,
@@ -103,15 +127,9 @@ impl<'a> Message<'a> {
             flags,
             headers,
             topic,
-            payload: terms::iodata(payload).ok_or("message payload is not iodata")?,
+            payload,
             timestamp,
         })
-    }
-
-    /// The payload size without flattening an iolist, for choosing a scheduler.
-    pub fn payload_is_binary_of(term: Term<'a>) -> Option<usize> {
-        let elements = tuple_elements::<10>(term)?;
-        terms::binary(elements[7]).map(<[u8]>::len)
     }
 }
 
@@ -129,8 +147,9 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// Decodes the hook's own arguments (ExtraArgs already removed).
-    pub fn decode(kind: EventKind, args: &[Term<'a>]) -> Result<Event<'a>, &'static str> {
+    /// Decodes the hook's own arguments (ExtraArgs already removed);
+    /// `inline_limit` as for `Message::decode`.
+    pub fn decode(kind: EventKind, args: &[Term<'a>], inline_limit: Option<usize>) -> Result<Event<'a>, DecodeError> {
         let mut event =
             Event { kind, client_info: None, conn_info: None, message: None, sub_topic: None, sub_opts: None, reason: None };
         let map = |t: Term<'a>, what| if t.is_map() { Ok(t) } else { Err(what) };
@@ -150,16 +169,16 @@ impl<'a> Event<'a> {
                 event.sub_topic = Some(std::str::from_utf8(topic).map_err(|_| "subscription topic is not UTF-8")?);
                 event.sub_opts = Some(*opts);
             }
-            (EventKind::MessagePublish, [msg, ..]) => event.message = Some(Message::decode(*msg)?),
+            (EventKind::MessagePublish, [msg, ..]) => event.message = Some(Message::decode(*msg, inline_limit)?),
             (EventKind::MessageDelivered | EventKind::MessageAcked, [ci, msg, ..]) => {
                 event.client_info = Some(map(*ci, "ClientInfo is not a map")?);
-                event.message = Some(Message::decode(*msg)?);
+                event.message = Some(Message::decode(*msg, inline_limit)?);
             }
             (EventKind::MessageDropped, [msg, _info, reason]) => {
-                event.message = Some(Message::decode(*msg)?);
+                event.message = Some(Message::decode(*msg, inline_limit)?);
                 event.reason = Some(*reason);
             }
-            _ => return Err("wrong number of hook arguments"),
+            _ => return Err("wrong number of hook arguments".into()),
         }
         Ok(event)
     }

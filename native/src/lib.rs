@@ -32,7 +32,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::bridge::{Bridge, Emitted};
-use crate::event::{Event, EventKind, Message};
+use crate::event::{DecodeError, Event, EventKind};
 
 mod atoms {
     rustler::atoms! {
@@ -158,16 +158,11 @@ fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
         let bridge: &BridgeResource = args[0].try_get_resource().ok_or("not a bridge")?;
         let kind = kind_of(args[1]).ok_or("unknown hook point")?;
         let hook_args = &args[2..2 + arity(kind)];
-        if !on_dirty && kind.has_message() {
-            let message = hook_args[if kind == EventKind::MessagePublish || kind == EventKind::MessageDropped { 0 } else { 1 }];
-            match Message::payload_is_binary_of(message) {
-                Some(len) if len <= DIRTY_PAYLOAD_BYTES => {}
-                _ => return Ok(atoms::dirty().encode(env)),
-            }
-        }
-        let event = match Event::decode(kind, hook_args) {
+        let inline_limit = (!on_dirty).then_some(DIRTY_PAYLOAD_BYTES);
+        let event = match Event::decode(kind, hook_args, inline_limit) {
             Ok(event) => event,
-            Err(reason) => {
+            Err(DecodeError::NeedsDirty) => return Ok(atoms::dirty().encode(env)),
+            Err(DecodeError::Invalid(reason)) => {
                 metrics::inc(&bridge.0.shared.metrics.received);
                 metrics::inc(&bridge.0.shared.metrics.dropped_invalid);
                 return Err(reason.to_string());

@@ -34,15 +34,6 @@ pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N
     Some(std::array::from_fn(|i| unsafe { Term::new(env, raw[i]) }))
 }
 
-/// The bytes of a binary term, or of an iolist flattened by the runtime.
-pub fn iodata<'a>(term: Term<'a>) -> Option<Binary<'a>> {
-    if term.is_binary() {
-        Binary::from_term(term).ok()
-    } else {
-        Binary::from_iolist(term).ok()
-    }
-}
-
 pub fn binary<'a>(term: Term<'a>) -> Option<&'a [u8]> {
     Binary::from_term(term).ok().map(|b| b.as_slice())
 }
