@@ -9,6 +9,7 @@ mod bridge;
 mod config;
 mod encode;
 mod event;
+mod handoff;
 mod libc_malloc;
 mod log;
 mod metrics;

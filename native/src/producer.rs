@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::statistics::Statistics;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
+use crate::handoff::{produce, InFlight, Produced, TopicNames};
 use crate::log::{Level, Logger};
 use crate::metrics::{inc, LatencyCounts, Metrics};
 use crate::queue::{Queue, Record, Waiter};
@@ -224,11 +225,11 @@ impl ClientContext for Context {
 }
 
 impl ProducerContext for Context {
-    /// The record's budget bytes (high 32 bits) and its enqueue time in ms
-    /// since the bridge's epoch (low 32 bits): no allocation per record.
-    type DeliveryOpaque = usize;
+    /// The record's bytes, which librdkafka points into, and its tag.
+    type DeliveryOpaque = Box<InFlight>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+    fn delivery(&self, result: &DeliveryResult<'_>, inflight: Box<InFlight>) {
+        let opaque = inflight.tag;
         let memory_mode = self.reports.is_none();
         {
             let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,7 +249,9 @@ impl ProducerContext for Context {
         if let Some(reports) = &self.reports {
             let report = match result {
                 Ok(_) => Report::Settled { seq: opaque, delivered: true },
-                Err((error, message)) if is_purge(error) => Report::Purged { seq: opaque, record: record_of(message) },
+                Err((error, message)) if is_purge(error) => {
+                    Report::Purged { seq: opaque, record: inflight.into_record(message) }
+                }
                 Err((error, message)) => {
                     self.failed(message.topic(), error);
                     Report::Settled { seq: opaque, delivered: false }
@@ -261,7 +264,7 @@ impl ProducerContext for Context {
             Ok(_) => {}
             Err((error, message)) if is_purge(error) => {
                 if self.mode.load(SeqCst) == RETIRE {
-                    self.requeue(message);
+                    self.requeue(inflight.into_record(message));
                 } else {
                     inc(&self.shared.metrics.dropped_on_stop);
                 }
@@ -273,20 +276,6 @@ impl ProducerContext for Context {
 
 fn is_purge(error: &KafkaError) -> bool {
     matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
-}
-
-/// Rebuilds a record librdkafka handed back.
-fn record_of(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-    let key = message.key().unwrap_or_default();
-    let mut buf = Vec::with_capacity(key.len() + message.payload_len());
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(message.payload().unwrap_or_default());
-    let headers = message.headers().map(|hs| {
-        hs.iter()
-            .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
-            .collect()
-    });
-    Record { topic: message.topic().into(), buf, key_len: message.key().map(|k| k.len()), headers, enqueued_at: Instant::now() }
 }
 
 impl Context {
@@ -321,8 +310,8 @@ impl Context {
     }
 
     /// Queues a purged record for the next producer.
-    fn requeue(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
-        match self.shared.queue.requeue(record_of(message), Duration::from_secs(5)) {
+    fn requeue(&self, record: Record) {
+        match self.shared.queue.requeue(record, Duration::from_secs(5)) {
             Ok(()) => inc(&self.shared.metrics.requeued),
             Err(_) => inc(&self.shared.metrics.dropped_on_stop),
         }
@@ -463,6 +452,7 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     let rx = shared.queue.receiver().clone();
     let mut pending: Option<Record> = None;
     let mut waiter = Waiter::new();
+    let mut names = TopicNames::default();
     while mode.load(SeqCst) == RUN {
         if pending.is_none() {
             let wait = if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 };
@@ -470,7 +460,7 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
         }
         for _ in 0..BATCH {
             let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
-            if let Err(back) = hand_over(&producer, &shared, record) {
+            if let Err(back) = hand_over(&producer, &shared, &mut names, record) {
                 // librdkafka's queue is full: let deliveries make room.
                 pending = Some(back);
                 poll(&producer, Duration::from_millis(10));
@@ -485,7 +475,7 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
         // Drain what the hooks queued before they were removed.
         while Instant::now() < deadline {
             let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
-            if let Err(back) = hand_over(&producer, &shared, record) {
+            if let Err(back) = hand_over(&producer, &shared, &mut names, record) {
                 pending = Some(back);
                 poll(&producer, Duration::from_millis(10));
             }
@@ -512,54 +502,15 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
 }
 
 /// Hands one record to librdkafka; gives it back when librdkafka's queue is full.
-fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, record: Record) -> Result<(), Record> {
+fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record) -> Result<(), Record> {
     let size = record.budget_bytes();
-    let opaque = (size << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
-    match produce(producer, shared, &record, opaque) {
+    let tag = (size << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
+    match produce(producer, shared, names, record, tag) {
         Produced::Queued => Ok(()),
-        Produced::QueueFull => Err(record),
+        Produced::QueueFull(record) => Err(record),
         Produced::Refused => {
             shared.queue.release(size);
             Ok(())
-        }
-    }
-}
-
-pub enum Produced {
-    Queued,
-    /// librdkafka's queue is full: try again after a poll.
-    QueueFull,
-    /// Refused outright (too large, bad topic name), counted as failed.
-    Refused,
-}
-
-/// `producer.send` for one record, with `opaque` as its delivery opaque.
-pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, record: &Record, opaque: usize) -> Produced {
-    let headers = record.headers.as_ref().map(|hs| {
-        hs.iter().fold(OwnedHeaders::new_with_capacity(hs.len()), |acc, (k, v)| {
-            acc.insert(Header { key: k, value: Some(v.as_slice()) })
-        })
-    });
-    let mut base = BaseRecord::with_opaque_to(&record.topic, opaque).payload(record.value());
-    if let Some(key) = record.key() {
-        base = base.key(key);
-    }
-    if let Some(headers) = headers {
-        base = base.headers(headers);
-    }
-    match producer.send(base).map_err(|(error, _)| error) {
-        Ok(()) => {
-            shared.metrics.inflight.fetch_add(1, Relaxed);
-            Produced::Queued
-        }
-        Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => Produced::QueueFull,
-        Err(error) => {
-            inc(&shared.metrics.failed);
-            shared.metrics.topic_outcome(&record.topic, false, 1);
-            let text = format!("Kafka refused a record for topic {:?}: {error}", record.topic);
-            shared.logger.limited(Level::Error, &format!("refused:{}:{error}", record.topic), &text);
-            shared.status.set_error(text);
-            Produced::Refused
         }
     }
 }

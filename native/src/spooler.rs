@@ -21,7 +21,8 @@ use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use crate::config::Overflow;
 use crate::log::Level;
 use crate::metrics::inc;
-use crate::producer::{flush, poll, poll_ready, produce, Context, Produced, Report, Shared, CONNECTED, RUN};
+use crate::handoff::{produce, Produced, TopicNames};
+use crate::producer::{flush, poll, poll_ready, Context, Report, Shared, CONNECTED, RUN};
 use crate::queue::{Record, Waiter};
 use crate::spool::{Appended, Now, Position, Spool};
 
@@ -91,6 +92,7 @@ struct SpoolThread {
     spilling: bool,
     unreachable_since: Option<Instant>,
     waiter: Waiter,
+    names: TopicNames,
 }
 
 pub fn run(
@@ -116,6 +118,7 @@ pub fn run(
         spilling,
         unreachable_since: None,
         waiter: Waiter::new(),
+        names: TopicNames::default(),
     };
     while mode.load(SeqCst) == RUN {
         thread.round(&rx);
@@ -163,11 +166,13 @@ impl SpoolThread {
                 self.start_spilling("the Kafka broker has been unreachable for buffer.spill_after");
             } else {
                 let seq = self.window.next_seq();
-                match produce(&self.producer, &self.shared, &record, seq) {
-                    Produced::Queued => return self.window.push(None, record.enqueued_at),
+                let enqueued_at = record.enqueued_at;
+                match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
+                    Produced::Queued => return self.window.push(None, enqueued_at),
                     Produced::Refused => return,
-                    Produced::QueueFull => {
+                    Produced::QueueFull(back) => {
                         self.start_spilling("the memory buffer is full");
+                        return self.store(back, now);
                     }
                 }
             }
@@ -245,15 +250,16 @@ impl SpoolThread {
         for _ in 0..FEED {
             let Some((record, position)) = self.pending.take().or_else(|| self.spool.next(now)) else { return };
             let seq = self.window.next_seq();
-            match produce(&self.producer, &self.shared, &record, seq) {
-                Produced::Queued => self.window.push(Some(position), record.enqueued_at),
+            let enqueued_at = record.enqueued_at;
+            match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
+                Produced::Queued => self.window.push(Some(position), enqueued_at),
                 Produced::Refused => {
                     // Never retried: settle it so its segment can go.
-                    self.window.push(Some(position), record.enqueued_at);
+                    self.window.push(Some(position), enqueued_at);
                     self.settle_one(seq, false, Instant::now());
                 }
-                Produced::QueueFull => {
-                    self.pending = Some((record, position));
+                Produced::QueueFull(back) => {
+                    self.pending = Some((back, position));
                     return;
                 }
             }

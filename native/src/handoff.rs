@@ -1,0 +1,186 @@
+//! Hands records to librdkafka without copying them.
+//!
+//! rdkafka's `BaseProducer::send` passes `RD_KAFKA_MSG_F_COPY`, so librdkafka
+//! mallocs and copies every value, and the record's own buffer is freed at
+//! once. Here librdkafka points into the record's buffer instead. The buffer
+//! travels in the delivery opaque (`InFlight`), so it lives until the
+//! delivery report gives it back, and it is freed there. librdkafka frees
+//! its own copy-made messages at that same point, so it never reads a value
+//! after its report.
+
+use std::ffi::{c_void, CString};
+use std::ptr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::bindings::rd_kafka_vtype_t::*;
+use rdkafka::error::{IsError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, Producer as _};
+use rdkafka::util::IntoOpaque;
+
+use crate::encode::Headers;
+use crate::log::Level;
+use crate::metrics::inc;
+use crate::producer::{Context, Shared};
+use crate::queue::Record;
+
+/// A record inside librdkafka: its delivery opaque.
+pub struct InFlight {
+    /// The key's bytes followed by the value's; librdkafka points into it.
+    pub buf: Vec<u8>,
+    pub key_len: Option<usize>,
+    /// Memory mode: budget bytes << 32 | enqueue ms since the bridge's
+    /// epoch. Spool modes: the spool thread's sequence number.
+    pub tag: usize,
+}
+
+impl InFlight {
+    /// The record again, for a purged message that goes back to a queue
+    /// or to the spool: no copy, the buffer is moved back.
+    pub fn into_record(self, message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+        use rdkafka::message::{Headers as _, Message as _};
+        let headers = message.headers().map(|hs| {
+            hs.iter()
+                .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        });
+        Record {
+            topic: message.topic().into(),
+            buf: self.buf,
+            key_len: self.key_len,
+            headers,
+            enqueued_at: std::time::Instant::now(),
+        }
+    }
+}
+
+pub enum Produced {
+    Queued,
+    /// librdkafka's queue is full: the record comes back, to try after a poll.
+    QueueFull(Record),
+    /// Refused outright (too large, bad topic name), counted as failed.
+    Refused,
+}
+
+/// The C string of the last topic produced to: one topic is the usual
+/// case, and this saves an allocation per record.
+#[derive(Default)]
+pub struct TopicNames {
+    last: Option<(Arc<str>, CString)>,
+}
+
+impl TopicNames {
+    fn c_name(&mut self, topic: &Arc<str>) -> Option<&CString> {
+        let fresh = match &self.last {
+            Some((name, _)) => !Arc::ptr_eq(name, topic) && **name != **topic,
+            None => true,
+        };
+        if fresh {
+            self.last = Some((topic.clone(), CString::new(topic.as_bytes()).ok()?));
+        }
+        self.last.as_ref().map(|(_, c_name)| c_name)
+    }
+}
+
+/// Produces `record` with `tag` in its delivery opaque.
+pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record, tag: usize) -> Produced {
+    let Some(topic) = names.c_name(&record.topic).map(|c| c.as_ptr()) else {
+        refused(shared, &record.topic, "the topic name contains a NUL byte");
+        return Produced::Refused;
+    };
+    let Record { topic: topic_name, buf, key_len, headers, enqueued_at } = record;
+    let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
+    let inflight = Box::new(InFlight { buf, key_len, tag });
+    let (key, key_size) = match key_len {
+        Some(n) => (inflight.buf.as_ptr() as *mut c_void, n),
+        None => (ptr::null_mut(), 0),
+    };
+    let value = &inflight.buf[key_len.unwrap_or(0)..];
+    let (value, value_size) = (value.as_ptr() as *mut c_void, value.len());
+    let opaque = inflight.into_ptr();
+    // SAFETY: every pointer is valid for the call; `topic` and the header
+    // list are copied by librdkafka; the key and value stay valid until the
+    // delivery report returns `opaque` (flags 0: no copy, no free).
+    let error = unsafe {
+        rdsys::rd_kafka_producev(
+            producer.client().native_ptr(),
+            RD_KAFKA_VTYPE_TOPIC,
+            topic,
+            RD_KAFKA_VTYPE_PARTITION,
+            -1 as i32, // RD_KAFKA_PARTITION_UA: the partitioner picks
+            RD_KAFKA_VTYPE_MSGFLAGS,
+            0 as std::ffi::c_int,
+            RD_KAFKA_VTYPE_VALUE,
+            value,
+            value_size,
+            RD_KAFKA_VTYPE_KEY,
+            key,
+            key_size,
+            RD_KAFKA_VTYPE_OPAQUE,
+            opaque,
+            RD_KAFKA_VTYPE_HEADERS,
+            native_headers,
+            RD_KAFKA_VTYPE_END,
+        )
+    };
+    if !error.is_error() {
+        // librdkafka owns the header list now.
+        shared.metrics.inflight.fetch_add(1, Relaxed);
+        return Produced::Queued;
+    }
+    // SAFETY: librdkafka took nothing: the opaque and the header list are ours again.
+    let inflight = unsafe { Box::<InFlight>::from_ptr(opaque) };
+    if !native_headers.is_null() {
+        unsafe { rdsys::rd_kafka_headers_destroy(native_headers) };
+    }
+    let code = RDKafkaErrorCode::from(error);
+    if code == RDKafkaErrorCode::QueueFull {
+        let record = Record { topic: topic_name, buf: inflight.buf, key_len, headers, enqueued_at };
+        return Produced::QueueFull(record);
+    }
+    refused(shared, &topic_name, &format!("Message production error: {code}"));
+    Produced::Refused
+}
+
+fn refused(shared: &Shared, topic: &str, error: &str) {
+    inc(&shared.metrics.failed);
+    shared.metrics.topic_outcome(topic, false, 1);
+    let text = format!("Kafka refused a record for topic {topic:?}: {error}");
+    shared.logger.limited(Level::Error, &format!("refused:{topic}:{error}"), &text);
+    shared.status.set_error(text);
+}
+
+/// A librdkafka header list with copies of `headers`.
+fn native_headers(headers: &Headers) -> *mut rdsys::rd_kafka_headers_t {
+    // SAFETY: the list is new; header_add copies each name and value.
+    unsafe {
+        let list = rdsys::rd_kafka_headers_new(headers.len());
+        for (name, value) in headers {
+            rdsys::rd_kafka_header_add(
+                list,
+                name.as_ptr() as *const std::ffi::c_char,
+                name.len() as isize,
+                value.as_ptr() as *const c_void,
+                value.len() as isize,
+            );
+        }
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_are_kept_and_checked() {
+        let mut names = TopicNames::default();
+        let first = names.c_name(&Arc::from("events")).unwrap().as_ptr();
+        // An equal name from another Arc (a new routing) reuses the C string.
+        assert_eq!(names.c_name(&Arc::from("events")).unwrap().as_ptr(), first);
+        assert_eq!(names.c_name(&Arc::from("other")).unwrap().to_str(), Ok("other"));
+        assert!(names.c_name(&Arc::from("bad\0name")).is_none());
+        assert_eq!(names.c_name(&Arc::from("other")).unwrap().to_str(), Ok("other"));
+    }
+}
