@@ -704,7 +704,7 @@ mod tests {
     fn plain_ascii_check_matches_a_byte_loop() {
         let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
         for b in 0..=255u8 {
-            for len in [1, 3, 7, 8, 9, 15, 31, 32, 33, 45, 71] {
+            for len in [1, 3, 7, 8, 9, 15, 16, 17, 20, 31, 32, 33, 45, 63, 64, 65, 71, 100] {
                 for at in [0, len / 2, len - 1] {
                     let mut bytes = vec![b'x'; len];
                     bytes[at] = b;
