@@ -142,6 +142,12 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
     }
 
+    #[inline(always)]
+    fn bool_entry(&mut self, key: &'static str, value: bool) {
+        self.key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
     /// A term as JSON, with the usual binary (a clientid, a username) on the
     /// plain-text path.
     #[inline(always)]
@@ -252,8 +258,7 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
             map.str_entry("topic", message.topic)?;
             map.int_term_entry("qos", Some(message.qos))?;
             let retain = terms::map_get(message.flags, atoms::retain()).and_then(terms::as_bool).unwrap_or(false);
-            map.key("retain");
-            map.out.extend_from_slice(if retain { b"true" } else { b"false" });
+            map.bool_entry("retain", retain);
             let payload = Payload::of(message, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
             map.const_entry("payload_encoding", payload.encoding_name());

@@ -57,6 +57,15 @@ impl Shared {
         }
     }
 
+    /// Counts a record Kafka did not take; logs `text` (at most once per
+    /// `log_key` and interval) and keeps it as the last error.
+    pub fn count_failed(&self, topic: &str, log_key: &str, text: String) {
+        inc(&self.metrics.failed);
+        self.metrics.topic_outcome(topic, false, 1);
+        self.logger.limited(Level::Error, log_key, &text);
+        self.status.set_error(text);
+    }
+
     fn millis_since_epoch(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_millis() as u64
     }
@@ -139,13 +148,10 @@ impl Tally {
 /// any record.
 fn serve_one(producer: &BaseProducer<Context>) -> bool {
     let context = producer.context();
-    let inflight = &context.shared.metrics.inflight;
-    let before = inflight.load(Relaxed);
     context.poll_epoch_ms.store(context.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
     context.poll_unix_ms.store(unix_ms() as i64, Relaxed);
     producer.poll(Duration::ZERO);
-    context.apply_tally();
-    inflight.load(Relaxed) != before
+    context.apply_tally()
 }
 
 /// Serves every delivery report that is ready: `BaseProducer::poll` with a
@@ -250,7 +256,7 @@ impl ProducerContext for Context {
             let report = match result {
                 Ok(_) => Report::Settled { seq: opaque, delivered: true },
                 Err((error, message)) if is_purge(error) => {
-                    Report::Purged { seq: opaque, record: inflight.into_record(message) }
+                    Report::Purged { seq: opaque, record: inflight.into_record() }
                 }
                 Err((error, message)) => {
                     self.failed(message.topic(), error);
@@ -264,7 +270,7 @@ impl ProducerContext for Context {
             Ok(_) => {}
             Err((error, message)) if is_purge(error) => {
                 if self.mode.load(SeqCst) == RETIRE {
-                    self.requeue(inflight.into_record(message));
+                    self.requeue(inflight.into_record());
                 } else {
                     inc(&self.shared.metrics.dropped_on_stop);
                 }
@@ -279,11 +285,11 @@ fn is_purge(error: &KafkaError) -> bool {
 }
 
 impl Context {
-    /// Applies the reports the last poll added up.
-    fn apply_tally(&self) {
+    /// Applies the reports the last poll added up; false if there were none.
+    fn apply_tally(&self) -> bool {
         let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
         if tally.reports == 0 {
-            return;
+            return false;
         }
         let shared = &self.shared;
         let metrics = &shared.metrics;
@@ -298,15 +304,12 @@ impl Context {
             shared.status.state.store(CONNECTED, Relaxed);
             shared.status.last_delivery_ms.store(self.poll_unix_ms.load(Relaxed), Relaxed);
         }
+        true
     }
 
     fn failed(&self, topic: &str, error: &KafkaError) {
-        let shared = &self.shared;
-        inc(&shared.metrics.failed);
-        shared.metrics.topic_outcome(topic, false, 1);
         let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
-        shared.logger.limited(Level::Error, &format!("delivery:{topic}:{error}"), &text);
-        shared.status.set_error(text);
+        self.shared.count_failed(topic, &format!("delivery:{topic}:{error}"), text);
     }
 
     /// Queues a purged record for the next producer.
