@@ -25,8 +25,11 @@ use crate::queue::Record;
 
 /// A record inside librdkafka: its delivery opaque.
 pub struct InFlight {
-    /// librdkafka points into its buffer (the key's bytes, then the value's).
-    record: Record,
+    /// The key's bytes followed by the value's; librdkafka points into it.
+    /// (Not the whole `Record`: while the broker is down librdkafka holds
+    /// hundreds of thousands of these, and the rest would add ~60 bytes each.)
+    pub buf: Vec<u8>,
+    pub key_len: Option<usize>,
     /// Memory mode: budget bytes << 32 | enqueue ms since the bridge's
     /// epoch. Spool modes: the spool thread's sequence number.
     pub tag: usize,
@@ -34,9 +37,21 @@ pub struct InFlight {
 
 impl InFlight {
     /// The record again, for a purged message that goes back to a queue
-    /// or to the spool, enqueued now.
-    pub fn into_record(self) -> Record {
-        Record { enqueued_at: std::time::Instant::now(), ..self.record }
+    /// or to the spool: no copy, the buffer is moved back.
+    pub fn into_record(self, message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+        use rdkafka::message::{Headers as _, Message as _};
+        let headers = message.headers().map(|hs| {
+            hs.iter()
+                .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        });
+        Record {
+            topic: message.topic().into(),
+            buf: self.buf,
+            key_len: self.key_len,
+            headers,
+            enqueued_at: std::time::Instant::now(),
+        }
     }
 }
 
@@ -74,10 +89,14 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
         refused(shared, &record.topic, "the topic name contains a NUL byte");
         return Produced::Refused;
     };
-    let native_headers = record.headers.as_ref().map_or(ptr::null_mut(), native_headers);
-    let inflight = Box::new(InFlight { record, tag });
-    let (key, key_size) = inflight.record.key().map_or((ptr::null_mut(), 0), |k| (k.as_ptr() as *mut c_void, k.len()));
-    let value = inflight.record.value();
+    let Record { topic: topic_name, buf, key_len, headers, enqueued_at } = record;
+    let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
+    let inflight = Box::new(InFlight { buf, key_len, tag });
+    let (key, key_size) = match key_len {
+        Some(n) => (inflight.buf.as_ptr() as *mut c_void, n),
+        None => (ptr::null_mut(), 0),
+    };
+    let value = &inflight.buf[key_len.unwrap_or(0)..];
     let (value, value_size) = (value.as_ptr() as *mut c_void, value.len());
     let opaque = inflight.into_ptr();
     // SAFETY: every pointer is valid for the call; `topic` and the header
@@ -117,9 +136,10 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     }
     let code = RDKafkaErrorCode::from(error);
     if code == RDKafkaErrorCode::QueueFull {
-        return Produced::QueueFull(inflight.record);
+        let record = Record { topic: topic_name, buf: inflight.buf, key_len, headers, enqueued_at };
+        return Produced::QueueFull(record);
     }
-    refused(shared, &inflight.record.topic, &format!("Message production error: {code}"));
+    refused(shared, &topic_name, &format!("Message production error: {code}"));
     Produced::Refused
 }
 

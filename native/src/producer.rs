@@ -256,7 +256,7 @@ impl ProducerContext for Context {
             let report = match result {
                 Ok(_) => Report::Settled { seq: opaque, delivered: true },
                 Err((error, message)) if is_purge(error) => {
-                    Report::Purged { seq: opaque, record: inflight.into_record() }
+                    Report::Purged { seq: opaque, record: inflight.into_record(message) }
                 }
                 Err((error, message)) => {
                     self.failed(message.topic(), error);
@@ -270,7 +270,7 @@ impl ProducerContext for Context {
             Ok(_) => {}
             Err((error, message)) if is_purge(error) => {
                 if self.mode.load(SeqCst) == RETIRE {
-                    self.requeue(inflight.into_record());
+                    self.requeue(inflight.into_record(message));
                 } else {
                     inc(&self.shared.metrics.dropped_on_stop);
                 }
