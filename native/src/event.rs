@@ -106,10 +106,11 @@ impl From<&'static str> for DecodeError {
 impl<'a> Message<'a> {
     /// `inline_limit`: the largest payload to take on this scheduler (`None`
     /// on a dirty one, which takes any size and flattens iolists).
+    #[inline]
     pub fn decode(term: Term<'a>, inline_limit: Option<usize>) -> Result<Message<'a>, DecodeError> {
         let [tag, id, qos, from, flags, headers, topic, payload, timestamp, _extra] =
             tuple_elements::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
-        if tag != message().to_term(term.get_env()) {
+        if message() != tag {
             return Err("not a #message{} record (tag)".into());
         }
         let topic = terms::binary(topic).ok_or("message topic is not a binary")?;
@@ -149,6 +150,7 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Decodes the hook's own arguments (ExtraArgs already removed);
     /// `inline_limit` as for `Message::decode`.
+    #[inline]
     pub fn decode(kind: EventKind, args: &[Term<'a>], inline_limit: Option<usize>) -> Result<Event<'a>, DecodeError> {
         let mut event =
             Event { kind, client_info: None, conn_info: None, message: None, sub_topic: None, sub_opts: None, reason: None };

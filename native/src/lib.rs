@@ -13,6 +13,7 @@ mod handoff;
 mod libc_malloc;
 mod log;
 mod metrics;
+mod plain_text;
 mod producer;
 mod queue;
 mod routing;
@@ -72,8 +73,9 @@ fn kind_atom(kind: EventKind) -> Atom {
     }
 }
 
+/// Atoms are compared as raw terms (`Atom == Term`), without a call into the VM.
 fn kind_of(term: Term) -> Option<EventKind> {
-    EventKind::ALL.into_iter().find(|k| kind_atom(*k).to_term(term.get_env()) == term)
+    EventKind::ALL.into_iter().find(|k| kind_atom(*k) == term)
 }
 
 /// How many arguments each hook passes before its ExtraArgs.

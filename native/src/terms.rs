@@ -43,14 +43,17 @@ pub fn map_get<'a>(map: Term<'a>, key: Atom) -> Option<Term<'a>> {
     map.map_get(key).ok()
 }
 
+// `Atom == Term` compares the raw terms: an atom is an immediate, so no
+// call into the VM is needed.
+
 pub fn is_undefined(term: Term) -> bool {
-    term.is_atom() && (term == undefined().to_term(term.get_env()) || term == nil().to_term(term.get_env()))
+    undefined() == term || nil() == term
 }
 
 pub fn as_bool(term: Term) -> Option<bool> {
-    if term == true_().to_term(term.get_env()) {
+    if true_() == term {
         Some(true)
-    } else if term == false_().to_term(term.get_env()) {
+    } else if false_() == term {
         Some(false)
     } else {
         None
@@ -79,7 +82,8 @@ pub fn ip_addr(term: Term) -> Option<IpAddr> {
 /// Text of an atom or binary (clientids are binaries, system senders atoms).
 pub fn text(term: Term<'_>) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(bytes) = binary(term) {
-        return Some(String::from_utf8_lossy(bytes));
+        // from_utf8 checks valid text faster than from_utf8_lossy walks it.
+        return Some(std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), std::borrow::Cow::Borrowed));
     }
     if term.is_atom() && !is_undefined(term) {
         return term.atom_to_string().ok().map(std::borrow::Cow::Owned);
@@ -107,7 +111,7 @@ pub fn to_json(term: Term) -> Result<serde_json::Value, String> {
         ),
         TermType::Atom => match as_bool(term) {
             Some(b) => Value::Bool(b),
-            None if is_undefined(term) || term == null().to_term(term.get_env()) => Value::Null,
+            None if is_undefined(term) || null() == term => Value::Null,
             None => Value::String(term.atom_to_string().map_err(|_| "bad atom")?),
         },
         TermType::Integer => Value::from(term.decode::<i64>().map_err(|_| "integer out of range")?),
