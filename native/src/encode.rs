@@ -43,7 +43,7 @@ pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Resu
     let mut headers: Option<Headers> = None;
     match (&event.message, options.payload_encoding) {
         (Some(message), PayloadEncoding::Raw) => {
-            out.extend_from_slice(message.payload.as_slice());
+            out.extend_from_slice(message.payload);
             headers = Some(raw_headers(event, message, options.node));
         }
         _ => match options.format {
@@ -67,7 +67,7 @@ fn now_ms() -> i64 {
 }
 
 fn message_timestamp(message: &Message) -> i64 {
-    message.timestamp.decode::<i64>().unwrap_or_else(|_| now_ms())
+    message.timestamp().decode::<i64>().unwrap_or_else(|_| now_ms())
 }
 
 /// A field of an optional map (`None`, which is null, when the map or key is absent).
@@ -91,23 +91,43 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         Object { out, formatter, empty: true }
     }
 
-    // The writers below are inlined so that each constant key is copied
-    // with a few moves of known length instead of a call to memcpy, and
-    // each entry is appended in one go (see `append`).
+    /// Appends `,"key":` and `value` (between quotes if `quoted`) after a
+    /// single capacity check. It is inlined, so the constant key becomes a
+    /// few moves of known length; and it writes through a raw cursor,
+    /// because with `Vec::push` or `extend_from_slice` per piece the
+    /// compiler stores and reloads the length around each one (a byte
+    /// store may alias it), a chain of dependent memory operations.
     #[inline(always)]
-    fn separator(&mut self) -> &'static [u8] {
-        if std::mem::replace(&mut self.empty, false) {
-            b""
-        } else {
-            b","
+    fn entry(&mut self, key: &'static str, value: &[u8], quoted: bool) {
+        debug_assert!(is_plain_ascii(key.as_bytes()), "key {key:?} would need escaping");
+        let room = key.len() + value.len() + 6;
+        self.out.reserve(room);
+        let len = self.out.len();
+        let first = std::mem::replace(&mut self.empty, false);
+        // SAFETY: `reserve` made room for `room` bytes after `len`, which
+        // covers the most written here: a comma, the quoted key and its
+        // colon (key + 3), the value and its two quotes. The sources are
+        // constants and borrowed terms, never this Vec's spare capacity.
+        unsafe {
+            let start = self.out.as_mut_ptr().add(len);
+            // The comma is always written, then written over by the key's
+            // quote when this is the first entry.
+            start.write(b',');
+            let mut at = start.add(usize::from(!first));
+            at = put(at, b"\"");
+            at = put(at, key.as_bytes());
+            at = put(at, if quoted { b"\":\"" } else { b"\":" });
+            at = put(at, value);
+            if quoted {
+                at = put(at, b"\"");
+            }
+            self.out.set_len(len + at.offset_from(start) as usize);
         }
     }
 
     #[inline(always)]
     fn key(&mut self, key: &'static str) {
-        debug_assert!(is_plain_ascii(key.as_bytes()), "key {key:?} would need escaping");
-        let separator = self.separator();
-        append(self.out, &[separator, b"\"", key.as_bytes(), b"\":"]);
+        self.entry(key, b"", false);
     }
 
     fn serialize_entry<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), serde_json::Error> {
@@ -119,9 +139,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
     /// no escaping.
     #[inline(always)]
     fn quoted_entry(&mut self, key: &'static str, value: &[u8]) {
-        debug_assert!(is_plain_ascii(key.as_bytes()), "key {key:?} would need escaping");
-        let separator = self.separator();
-        append(self.out, &[separator, b"\"", key.as_bytes(), b"\":\"", value, b"\""]);
+        self.entry(key, value, true);
     }
 
     /// Text that needs no escaping in either format is copied between
@@ -144,16 +162,12 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
 
     #[inline(always)]
     fn int_entry(&mut self, key: &'static str, value: i64) {
-        let separator = self.separator();
-        let mut digits = itoa::Buffer::new();
-        append(self.out, &[separator, b"\"", key.as_bytes(), b"\":", digits.format(value).as_bytes()]);
+        self.entry(key, itoa::Buffer::new().format(value).as_bytes(), false);
     }
 
     #[inline(always)]
     fn bool_entry(&mut self, key: &'static str, value: bool) {
-        let separator = self.separator();
-        let literal: &[u8] = if value { b"true" } else { b"false" };
-        append(self.out, &[separator, b"\"", key.as_bytes(), b"\":", literal]);
+        self.entry(key, if value { b"true" } else { b"false" }, false);
     }
 
     /// A term as JSON, with the usual binary (a clientid, a username) on the
@@ -254,7 +268,7 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
         }
         _ => {
             let message = event.message.as_ref().expect("message events carry a message");
-            let headers = Some(message.headers).filter(|h| h.is_map());
+            let headers = Some(message.headers()).filter(|h| h.is_map());
             let mut id = [0u8; 32];
             let id_len = hex_into(message.id, &mut id);
             map.quoted_entry("id", &id[..id_len]);
@@ -262,15 +276,15 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
                 // delivered / acked: the receiver, then the publisher.
                 map.term_entry("clientid", field(client, atoms::clientid()))?;
                 map.term_entry("username", field(client, atoms::username()))?;
-                map.term_entry("from_clientid", Some(message.from))?;
+                map.term_entry("from_clientid", Some(message.from()))?;
                 map.term_entry("from_username", field(headers, atoms::username()))?;
             } else {
-                map.term_entry("clientid", Some(message.from))?;
+                map.term_entry("clientid", Some(message.from()))?;
                 map.term_entry("username", field(headers, atoms::username()))?;
             }
             map.str_entry("topic", message.topic)?;
-            map.int_term_entry("qos", Some(message.qos))?;
-            let retain = terms::map_get(message.flags, atoms::retain()).and_then(terms::as_bool).unwrap_or(false);
+            map.int_term_entry("qos", Some(message.qos()))?;
+            let retain = terms::map_get(message.flags(), atoms::retain()).and_then(terms::as_bool).unwrap_or(false);
             map.bool_entry("retain", retain);
             let payload = Payload::of(message, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
@@ -319,12 +333,12 @@ fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mu
             map.str_entry("type", kind)?;
             map.serialize_entry("client_id", &clientid)?;
             if event.client_info.is_some() {
-                map.term_entry("from", Some(message.from))?;
+                map.term_entry("from", Some(message.from()))?;
             }
             map.str_entry("topic", message.topic)?;
             let payload = Payload::of(message, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
-            map.serialize_entry("qos", &TermJson(Some(message.qos)))?;
+            map.serialize_entry("qos", &TermJson(Some(message.qos())))?;
             if event.kind == EventKind::MessageDropped {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
             }
@@ -347,7 +361,7 @@ fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
         header("event", event.kind.hook_point().as_bytes().to_vec()),
         header("clientid", event.clientid().unwrap_or_default().as_bytes().to_vec()),
         header("topic", message.topic.as_bytes().to_vec()),
-        header("qos", message.qos.decode::<i64>().unwrap_or(0).to_string().into_bytes()),
+        header("qos", message.qos().decode::<i64>().unwrap_or(0).to_string().into_bytes()),
         header("id", id[..id_len].to_vec()),
         header("timestamp", message_timestamp(message).to_string().into_bytes()),
         header("node", node.as_bytes().to_vec()),
@@ -357,7 +371,7 @@ fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
 /// MQTT 5 User-Properties, as Kafka headers (names may repeat, as in MQTT).
 fn user_properties(message: &Message) -> Headers {
     let mut out = Vec::new();
-    let props = Some(message.headers)
+    let props = Some(message.headers())
         .filter(|h| h.is_map())
         .and_then(|h| terms::map_get(h, atoms::properties()))
         .filter(|p| p.is_map())
@@ -395,7 +409,7 @@ enum Payload<'a> {
 
 impl<'a> Payload<'a> {
     fn of(message: &'a Message, encoding: PayloadEncoding) -> Payload<'a> {
-        Payload::of_bytes(message.payload.as_slice(), encoding)
+        Payload::of_bytes(message.payload, encoding)
     }
 
     fn of_bytes(bytes: &'a [u8], encoding: PayloadEncoding) -> Payload<'a> {
@@ -430,25 +444,43 @@ impl Serialize for RawJson<'_> {
     }
 }
 
-/// Appends `parts` back to back after one capacity check. Through
-/// `Vec::push` and `extend_from_slice` one piece at a time, the compiler
-/// stores and reloads the length around every piece (a byte store may
-/// alias it): a chain of dependent memory operations per JSON entry.
+/// Copies `bytes` to `at` and returns the byte after them. Up to 32 bytes
+/// (a key, a clientid, a topic) are copied with two overlapping moves
+/// instead of a call to memcpy; with a constant length only one branch
+/// is left.
+///
+/// # Safety
+/// `at` must have room for `bytes`, which must not overlap it.
 #[inline(always)]
-fn append(out: &mut Vec<u8>, parts: &[&[u8]]) {
-    let total = parts.iter().map(|part| part.len()).sum();
-    out.reserve(total);
-    let start = out.len();
-    let base = out.as_mut_ptr();
-    let mut written = 0;
-    for part in parts {
-        // SAFETY: `reserve` made room for `total` bytes after `start`, and
-        // no part can overlap the spare capacity it is copied into.
-        unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), base.add(start + written), part.len()) };
-        written += part.len();
+unsafe fn put(at: *mut u8, bytes: &[u8]) -> *mut u8 {
+    use std::ptr::{read_unaligned as load, write_unaligned as store};
+    let (n, src) = (bytes.len(), bytes.as_ptr());
+    match n {
+        0 => {}
+        1..=3 => {
+            // First, middle and last byte: all three cover lengths 1 to 3.
+            *at = *src;
+            *at.add(n / 2) = *src.add(n / 2);
+            *at.add(n - 1) = *src.add(n - 1);
+        }
+        4..=7 => {
+            let (head, tail) = (load(src as *const u32), load(src.add(n - 4) as *const u32));
+            store(at as *mut u32, head);
+            store(at.add(n - 4) as *mut u32, tail);
+        }
+        8..=16 => {
+            let (head, tail) = (load(src as *const u64), load(src.add(n - 8) as *const u64));
+            store(at as *mut u64, head);
+            store(at.add(n - 8) as *mut u64, tail);
+        }
+        17..=32 => {
+            let (head, tail) = (load(src as *const u128), load(src.add(n - 16) as *const u128));
+            store(at as *mut u128, head);
+            store(at.add(n - 16) as *mut u128, tail);
+        }
+        _ => std::ptr::copy_nonoverlapping(src, at, n),
     }
-    // SAFETY: the `total` bytes after `start` were written just above.
-    unsafe { out.set_len(start + total) };
+    at.add(n)
 }
 
 /// Appends the base64 of `bytes` to `out`, with no intermediate buffer.
@@ -723,6 +755,20 @@ mod tests {
         assert!(!is_plain_ascii(b"tab\there"));
         assert!(!is_plain_ascii("caf\u{e9}".as_bytes()));
         assert!(!is_plain_ascii(b"\x7f"));
+    }
+
+    #[test]
+    fn put_copies_every_length_and_nothing_else() {
+        let source: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let mut buf = vec![0u8; 48];
+            let base = buf.as_mut_ptr();
+            // SAFETY: 3 + 40 bytes fit in 48; the source is another Vec.
+            let end = unsafe { put(base.add(3), &source[..n]) };
+            assert_eq!(end as usize - base as usize, 3 + n);
+            assert_eq!(&buf[3..3 + n], &source[..n], "length {n}");
+            assert!(buf[..3].iter().chain(&buf[3 + n..]).all(|&b| b == 0), "length {n} wrote outside");
+        }
     }
 
     #[test]

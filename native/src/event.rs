@@ -3,9 +3,10 @@
 //! Decoding only checks shapes and borrows; the encoder reads the fields it
 //! needs straight from the terms.
 
-use rustler::{Binary, Term};
+use rustler::sys::ErlNifTerm;
+use rustler::{Binary, Env, Term};
 
-use crate::terms::{self, tuple_elements};
+use crate::terms::{self, tuple_raw};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -71,16 +72,18 @@ impl EventKind {
     }
 }
 
-/// The `#message{}` record, decoded by position.
+/// The `#message{}` record, decoded by position. The text and binary
+/// fields are checked and borrowed here; the others are read from the
+/// tuple when the encoder wants them. (Keeping the struct small keeps the
+/// event cheap to move: holding every field as a `Term` made it a 168-byte
+/// copy, three times per hook call.)
 pub struct Message<'a> {
+    env: Env<'a>,
+    /// The record's ten elements, on the calling process's heap.
+    elements: &'a [ErlNifTerm; 10],
     pub id: &'a [u8],
-    pub qos: Term<'a>,
-    pub from: Term<'a>,
-    pub flags: Term<'a>,
-    pub headers: Term<'a>,
     pub topic: &'a str,
-    pub payload: Binary<'a>,
-    pub timestamp: Term<'a>,
+    pub payload: &'a [u8],
 }
 
 rustler::atoms! {
@@ -108,29 +111,48 @@ impl<'a> Message<'a> {
     /// on a dirty one, which takes any size and flattens iolists).
     #[inline]
     pub fn decode(term: Term<'a>, inline_limit: Option<usize>) -> Result<Message<'a>, DecodeError> {
-        let [tag, id, qos, from, flags, headers, topic, payload, timestamp, _extra] =
-            tuple_elements::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
-        if message() != tag {
+        let elements = tuple_raw::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
+        let env = term.get_env();
+        let element = |i: usize| unsafe { Term::new(env, elements[i]) };
+        if message() != element(0) {
             return Err("not a #message{} record (tag)".into());
         }
-        let topic = terms::binary(topic).ok_or("message topic is not a binary")?;
+        let topic = terms::binary(element(6)).ok_or("message topic is not a binary")?;
         let topic = std::str::from_utf8(topic).map_err(|_| "message topic is not UTF-8")?;
+        let payload = element(7);
         let payload = match (Binary::from_term(payload), inline_limit) {
             (Ok(binary), Some(limit)) if binary.len() > limit => return Err(DecodeError::NeedsDirty),
             (Ok(binary), _) => binary,
             (Err(_), Some(_)) => return Err(DecodeError::NeedsDirty),
             (Err(_), None) => Binary::from_iolist(payload).map_err(|_| "message payload is not iodata")?,
         };
-        Ok(Message {
-            id: terms::binary(id).unwrap_or_default(),
-            qos,
-            from,
-            flags,
-            headers,
-            topic,
-            payload,
-            timestamp,
-        })
+        Ok(Message { env, elements, id: terms::binary(element(1)).unwrap_or_default(), topic, payload: payload.as_slice() })
+    }
+
+    fn element(&self, index: usize) -> Term<'a> {
+        // SAFETY: the elements belong to a tuple that lives as long as `env`.
+        unsafe { Term::new(self.env, self.elements[index]) }
+    }
+
+    pub fn qos(&self) -> Term<'a> {
+        self.element(2)
+    }
+
+    /// The publisher: a clientid binary, or an atom for system messages.
+    pub fn from(&self) -> Term<'a> {
+        self.element(3)
+    }
+
+    pub fn flags(&self) -> Term<'a> {
+        self.element(4)
+    }
+
+    pub fn headers(&self) -> Term<'a> {
+        self.element(5)
+    }
+
+    pub fn timestamp(&self) -> Term<'a> {
+        self.element(8)
     }
 }
 
@@ -197,14 +219,14 @@ impl<'a> Event<'a> {
         if let Some(ci) = self.client_info {
             return field_text(ci, crate::encode::atoms::clientid());
         }
-        self.message.as_ref().and_then(|m| terms::text(m.from))
+        self.message.as_ref().and_then(|m| terms::text(m.from()))
     }
 
     pub fn username(&self) -> Option<std::borrow::Cow<'a, str>> {
         if let Some(ci) = self.client_info {
             return field_text(ci, crate::encode::atoms::username());
         }
-        self.message.as_ref().and_then(|m| field_text(m.headers, crate::encode::atoms::username()))
+        self.message.as_ref().and_then(|m| field_text(m.headers(), crate::encode::atoms::username()))
     }
 }
 

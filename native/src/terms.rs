@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use rustler::sys::ErlNifTerm;
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Binary, Term, TermType};
 
@@ -16,22 +17,26 @@ rustler::atoms! {
     false_ = "false",
 }
 
-/// The elements of a tuple of exactly `N` elements, without allocating.
-pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N]> {
-    let env = term.get_env();
+/// The raw elements of a tuple of exactly `N` elements, borrowed from the
+/// tuple itself.
+pub fn tuple_raw<'a, const N: usize>(term: Term<'a>) -> Option<&'a [ErlNifTerm; N]> {
     let mut arity: rustler::sys::c_int = 0;
-    let mut array: *const rustler::sys::ErlNifTerm = std::ptr::null();
+    let mut array: *const ErlNifTerm = std::ptr::null();
     // SAFETY: enif_get_tuple only reads `term` and writes the two out-params;
     // the array it returns lives as long as the term's environment.
-    let ok = unsafe {
-        rustler::sys::enif_get_tuple(env.as_c_arg(), term.as_c_arg(), &mut arity, &mut array)
-    };
+    let ok = unsafe { rustler::sys::enif_get_tuple(term.get_env().as_c_arg(), term.as_c_arg(), &mut arity, &mut array) };
     if ok == 0 || arity as usize != N {
         return None;
     }
-    // SAFETY: the runtime guarantees `arity` valid elements behind `array`.
-    let raw = unsafe { std::slice::from_raw_parts(array, N) };
-    Some(std::array::from_fn(|i| unsafe { Term::new(env, raw[i]) }))
+    // SAFETY: the runtime guarantees `arity` (= N) valid elements behind `array`.
+    Some(unsafe { &*(array as *const [ErlNifTerm; N]) })
+}
+
+/// The elements of a tuple of exactly `N` elements, without allocating.
+pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N]> {
+    let env = term.get_env();
+    // SAFETY: the elements belong to a tuple that lives as long as `env`.
+    tuple_raw::<N>(term).map(|raw| std::array::from_fn(|i| unsafe { Term::new(env, raw[i]) }))
 }
 
 pub fn binary<'a>(term: Term<'a>) -> Option<&'a [u8]> {
