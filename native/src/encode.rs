@@ -15,6 +15,7 @@ use serde_json::ser::{CompactFormatter, Formatter};
 
 use crate::config::{Format, PayloadEncoding};
 use crate::event::{Event, EventKind, Message};
+use crate::peerhost::{self, Ipv4Text};
 use crate::plain_text::is_plain_ascii;
 use crate::terms;
 
@@ -165,6 +166,12 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         self.entry(key, itoa::Buffer::new().format(value).as_bytes(), false);
     }
 
+    /// A number already written out (see `write_emqx`'s timestamp).
+    #[inline(always)]
+    fn digits_entry(&mut self, key: &'static str, digits: &str) {
+        self.entry(key, digits.as_bytes(), false);
+    }
+
     #[inline(always)]
     fn bool_entry(&mut self, key: &'static str, value: bool) {
         self.entry(key, if value { b"true" } else { b"false" }, false);
@@ -197,12 +204,12 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
     /// An IPv4 address tuple (the usual peerhost) as dotted-quad text;
     /// anything else as `term_entry`.
     fn address_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.and_then(terms::ip_addr) {
-            Some(std::net::IpAddr::V4(v4)) => {
-                self.quoted_entry(key, ipv4_text(v4.octets(), &mut [0; 15]).as_bytes());
+        match term.and_then(peerhost::ipv4_text) {
+            Some(text) => {
+                self.quoted_entry(key, text.as_str().as_bytes());
                 Ok(())
             }
-            _ => self.term_entry(key, term),
+            None => self.term_entry(key, term),
         }
     }
 
@@ -235,6 +242,9 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
         Some(message) => message_timestamp(message),
         None => now_ms(),
     };
+    // Message events write it twice (publish_received_at and timestamp).
+    let mut timestamp_digits = itoa::Buffer::new();
+    let timestamp_digits = timestamp_digits.format(timestamp);
     match event.kind {
         EventKind::ClientConnected | EventKind::ClientDisconnected => {
             let conn = event.conn_info;
@@ -291,13 +301,13 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
             map.const_entry("payload_encoding", payload.encoding_name());
             map.address_entry("peerhost", field(headers, atoms::peerhost()))?;
             map.serialize_entry("pub_props", &PubProps(headers.and_then(|h| terms::map_get(h, atoms::properties()))))?;
-            map.int_entry("publish_received_at", timestamp);
+            map.digits_entry("publish_received_at", timestamp_digits);
             if event.kind == EventKind::MessageDropped {
                 map.serialize_entry("reason", &ReasonText(event.reason))?;
             }
         }
     }
-    map.int_entry("timestamp", timestamp);
+    map.digits_entry("timestamp", timestamp_digits);
     map.str_entry("node", options.node)?;
     map.end()
 }
@@ -538,28 +548,6 @@ impl Serialize for PubProps<'_> {
 /// (base64 when not UTF-8), inet tuples are addresses, proplists are objects.
 pub struct TermJson<'a>(pub Option<Term<'a>>);
 
-/// Dotted-quad text of an IPv4 address, written into `buf`.
-fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> &str {
-    let mut len = 0;
-    for (i, octet) in octets.into_iter().enumerate() {
-        if i > 0 {
-            buf[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            buf[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            buf[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        buf[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
-}
-
 impl Serialize for TermJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let Some(term) = self.0 else { return s.serialize_none() };
@@ -615,7 +603,7 @@ impl Serialize for TermJson<'_> {
                 if let Some(ip) = terms::ip_addr(term) {
                     return match ip {
                         // The common peerhost: no formatting machinery.
-                        std::net::IpAddr::V4(v4) => s.serialize_str(ipv4_text(v4.octets(), &mut [0; 15])),
+                        std::net::IpAddr::V4(v4) => s.serialize_str(Ipv4Text::new(v4.octets()).as_str()),
                         std::net::IpAddr::V6(_) => s.collect_str(&ip),
                     };
                 }
@@ -768,14 +756,6 @@ mod tests {
             assert_eq!(end as usize - base as usize, 3 + n);
             assert_eq!(&buf[3..3 + n], &source[..n], "length {n}");
             assert!(buf[..3].iter().chain(&buf[3 + n..]).all(|&b| b == 0), "length {n} wrote outside");
-        }
-    }
-
-    #[test]
-    fn ipv4_text_matches_display() {
-        for octets in [[0, 0, 0, 0], [192, 0, 2, 10], [255, 255, 255, 255], [10, 100, 9, 99]] {
-            let expected = std::net::Ipv4Addr::from(octets).to_string();
-            assert_eq!(ipv4_text(octets, &mut [0; 15]), expected);
         }
     }
 

@@ -13,6 +13,7 @@ mod handoff;
 mod libc_malloc;
 mod log;
 mod metrics;
+mod peerhost;
 mod plain_text;
 mod producer;
 mod queue;

@@ -5,14 +5,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+/// The hook-side counters share one cache line and the producer's the
+/// lines after it (`repr(C)` keeps this order): a counter the other side
+/// writes on the same line would cost every hook call a cache-line transfer.
 #[derive(Default)]
+#[repr(C, align(64))]
 pub struct Metrics {
+    // Written by the hooks.
     pub received: AtomicU64,
     pub filtered_out: AtomicU64,
     pub enqueued: AtomicU64,
     pub dropped_queue_full: AtomicU64,
     pub dropped_on_stop: AtomicU64,
     pub dropped_invalid: AtomicU64,
+    _end_of_hook_line: [u64; 2],
+    // Written by the producer or spool thread.
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub retried: AtomicU64,

@@ -84,13 +84,21 @@ impl Waiter {
 pub struct Queue {
     tx: Sender<Record>,
     rx: Receiver<Record>,
-    /// Bytes of records in this queue plus those inside librdkafka.
-    budget_used: AtomicUsize,
-    /// Records in this queue plus those inside librdkafka.
-    held: AtomicUsize,
+    budget: Budget,
     max_bytes: usize,
     max_messages: usize,
     overflow: Overflow,
+}
+
+/// What both the hooks and the producer write, on a cache line of its own
+/// so that the limits and channel handles beside it stay read-only.
+#[derive(Default)]
+#[repr(align(64))]
+struct Budget {
+    /// Bytes of records in this queue plus those inside librdkafka.
+    bytes: AtomicUsize,
+    /// Records in this queue plus those inside librdkafka.
+    records: AtomicUsize,
 }
 
 pub enum Pushed {
@@ -104,7 +112,7 @@ impl Queue {
         // preallocate all max_messages slots up front (~100 B each); the list
         // flavour allocates as it fills, so memory follows what is held.
         let (tx, rx) = crossbeam_channel::unbounded();
-        Queue { tx, rx, budget_used: AtomicUsize::new(0), held: AtomicUsize::new(0), max_bytes, max_messages, overflow }
+        Queue { tx, rx, budget: Budget::default(), max_bytes, max_messages, overflow }
     }
 
     pub fn receiver(&self) -> &Receiver<Record> {
@@ -140,8 +148,8 @@ impl Queue {
     /// Puts back a record that already holds its budget (after a producer
     /// switch); waits for room since it runs on the producer's thread.
     pub fn requeue(&self, record: Record, timeout: Duration) -> Result<(), Record> {
-        self.budget_used.fetch_add(record.budget_bytes(), Relaxed);
-        self.held.fetch_add(1, Relaxed);
+        self.budget.bytes.fetch_add(record.budget_bytes(), Relaxed);
+        self.budget.records.fetch_add(1, Relaxed);
         self.tx.send_timeout(record, timeout).map_err(|e| {
             let record = e.into_inner();
             self.release(record.budget_bytes());
@@ -150,8 +158,8 @@ impl Queue {
     }
 
     fn reserve(&self, size: usize) -> bool {
-        let before = self.budget_used.fetch_add(size, Relaxed);
-        let held_before = self.held.fetch_add(1, Relaxed);
+        let before = self.budget.bytes.fetch_add(size, Relaxed);
+        let held_before = self.budget.records.fetch_add(1, Relaxed);
         if before + size > self.max_bytes || held_before >= self.max_messages {
             self.release(size);
             return false;
@@ -167,8 +175,8 @@ impl Queue {
     /// Gives back the budget of `records` records of `bytes` in all.
     pub fn release_many(&self, bytes: usize, records: usize) {
         if records > 0 {
-            self.budget_used.fetch_sub(bytes, Relaxed);
-            self.held.fetch_sub(records, Relaxed);
+            self.budget.bytes.fetch_sub(bytes, Relaxed);
+            self.budget.records.fetch_sub(records, Relaxed);
         }
     }
 
@@ -186,11 +194,11 @@ impl Queue {
     /// Records counted against `max_messages`: queued, in the producer's
     /// hands, or inside librdkafka.
     pub fn held(&self) -> usize {
-        self.held.load(Relaxed)
+        self.budget.records.load(Relaxed)
     }
 
     pub fn budget_used(&self) -> usize {
-        self.budget_used.load(Relaxed)
+        self.budget.bytes.load(Relaxed)
     }
 
     pub fn max_bytes(&self) -> usize {
