@@ -9,6 +9,7 @@ mod bridge;
 mod config;
 mod encode;
 mod event;
+mod handle;
 mod handoff;
 mod libc_malloc;
 mod log;
@@ -26,7 +27,7 @@ mod topic_filter;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 
-use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
 /// Records are allocated on scheduler threads and freed on the producer
 /// thread; glibc's malloc serialises that on an arena lock (seen in perf as
@@ -55,11 +56,6 @@ mod atoms {
 /// Payloads above this go to a dirty scheduler: encoding 64 KB takes well
 /// under 1 ms, 1 MB can take longer.
 const DIRTY_PAYLOAD_BYTES: usize = 64 * 1024;
-
-pub struct BridgeResource(Bridge);
-
-#[rustler::resource_impl]
-impl rustler::Resource for BridgeResource {}
 
 fn kind_atom(kind: EventKind) -> Atom {
     match kind {
@@ -125,9 +121,8 @@ fn start<'a>(env: Env<'a>, config: Term<'a>, node: Term<'a>, log_pid: Term<'a>) 
         let node = terms::text(node).ok_or("node: expected an atom")?.into_owned();
         let logger = log::Logger::new(log_pid.decode::<LocalPid>().ok());
         let bridge = Bridge::start(config, node, logger)?;
-        let resource = ResourceArc::new(BridgeResource(bridge));
-        let hooks = enabled_hooks(env, &resource.0);
-        Ok((atoms::ok(), resource, hooks).encode(env))
+        let hooks = enabled_hooks(env, &bridge);
+        Ok((atoms::ok(), handle::new_handle(env, bridge), hooks).encode(env))
     })
 }
 
@@ -141,9 +136,9 @@ fn validate<'a>(env: Env<'a>, config: Term<'a>) -> Term<'a> {
 #[rustler::nif(schedule = "DirtyIo")]
 fn reconfigure<'a>(env: Env<'a>, bridge: Term<'a>, config: Term<'a>) -> Term<'a> {
     guarded(env, || {
-        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
-        bridge.0.reconfigure(parse_config(config)?)?;
-        Ok((atoms::ok(), enabled_hooks(env, &bridge.0)).encode(env))
+        let bridge = handle::bridge(bridge).ok_or("not a bridge")?;
+        bridge.reconfigure(parse_config(config)?)?;
+        Ok((atoms::ok(), enabled_hooks(env, bridge)).encode(env))
     })
 }
 
@@ -151,15 +146,15 @@ fn reconfigure<'a>(env: Env<'a>, bridge: Term<'a>, config: Term<'a>) -> Term<'a>
 #[rustler::nif(schedule = "DirtyIo")]
 fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
     guarded(env, || {
-        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
-        Ok((atoms::ok(), bridge.0.stop()).encode(env))
+        let bridge = handle::bridge(bridge).ok_or("not a bridge")?;
+        Ok((atoms::ok(), bridge.stop()).encode(env))
     })
 }
 
 fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     guarded(env, || {
         // Borrowed for this call: no reference count to bump and drop.
-        let bridge: &BridgeResource = args[0].try_get_resource().ok_or("not a bridge")?;
+        let bridge = handle::bridge(args[0]).ok_or("not a bridge")?;
         let kind = kind_of(args[1]).ok_or("unknown hook point")?;
         let hook_args = &args[2..2 + arity(kind)];
         let inline_limit = (!on_dirty).then_some(DIRTY_PAYLOAD_BYTES);
@@ -167,12 +162,12 @@ fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
             Ok(event) => event,
             Err(DecodeError::NeedsDirty) => return Ok(atoms::dirty().encode(env)),
             Err(DecodeError::Invalid(reason)) => {
-                metrics::inc(&bridge.0.shared.metrics.received);
-                metrics::inc(&bridge.0.shared.metrics.dropped_invalid);
+                metrics::inc(&bridge.shared.metrics.received);
+                metrics::inc(&bridge.shared.metrics.dropped_invalid);
                 return Err(reason.to_string());
             }
         };
-        Ok(match bridge.0.emit(&event)? {
+        Ok(match bridge.emit(&event)? {
             Emitted::Enqueued => atoms::ok(),
             Emitted::FilteredOut => atoms::filtered(),
             Emitted::Dropped => atoms::dropped(),
@@ -197,8 +192,8 @@ fn emit_dirty<'a>(env: Env<'a>, bridge: Term<'a>, hook: Term<'a>, a1: Term<'a>, 
 #[rustler::nif]
 fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
     guarded(env, || {
-        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
-        let shared = &bridge.0.shared;
+        let bridge = handle::bridge(bridge).ok_or("not a bridge")?;
+        let shared = &bridge.shared;
         let m = &shared.metrics;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
         let dropped = load(&m.dropped_queue_full)
@@ -248,8 +243,8 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
 #[rustler::nif]
 fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
     guarded(env, || {
-        let bridge: ResourceArc<BridgeResource> = bridge.decode().map_err(|_| "not a bridge")?;
-        let shared = &bridge.0.shared;
+        let bridge = handle::bridge(bridge).ok_or("not a bridge")?;
+        let shared = &bridge.shared;
         let state = match shared.status.state.load(Relaxed) {
             producer::CONNECTED => atoms::connected(),
             producer::DISCONNECTED => atoms::disconnected(),
@@ -258,7 +253,7 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
         let fields: Vec<(&str, Term)> = vec![
             ("state", state.encode(env)),
             ("last_error", shared.status.last_error().encode(env)),
-            ("running", bridge.0.is_running().encode(env)),
+            ("running", bridge.is_running().encode(env)),
             ("queue_len", shared.queue_len().encode(env)),
             ("queue_bytes", (shared.queue.budget_used() as u64).encode(env)),
             ("max_messages", (shared.queue.max_messages() as u64).encode(env)),
@@ -285,7 +280,11 @@ fn noop(_term: Term) -> Atom {
     atoms::ok()
 }
 
-rustler::init!("emqx_plugin_kafka_bridge_nif");
+rustler::init!("emqx_plugin_kafka_bridge_nif", load = load);
+
+fn load(env: Env, _info: Term) -> bool {
+    handle::open_type(env)
+}
 
 #[cfg(test)]
 mod test_stubs;

@@ -36,7 +36,7 @@ not_in_unit_tests!(
     enif_make_new_binary, enif_make_new_map, enif_make_resource,
     enif_make_tuple_from_array, enif_make_ulong, enif_map_iterator_create,
     enif_map_iterator_destroy, enif_map_iterator_get_pair, enif_map_iterator_next,
-    enif_map_iterator_prev, enif_raise_exception, enif_release_resource,
+    enif_map_iterator_prev, enif_open_resource_type, enif_raise_exception, enif_release_resource,
     enif_schedule_nif, enif_send, enif_snprintf,
     enif_term_type,
 );
