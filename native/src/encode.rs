@@ -163,7 +163,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
 
     #[inline(always)]
     fn int_entry(&mut self, key: &'static str, value: i64) {
-        self.entry(key, itoa::Buffer::new().format(value).as_bytes(), false);
+        self.digits_entry(key, itoa::Buffer::new().format(value));
     }
 
     /// A number already written out (see `write_emqx`'s timestamp).

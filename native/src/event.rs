@@ -3,10 +3,9 @@
 //! Decoding only checks shapes and borrows; the encoder reads the fields it
 //! needs straight from the terms.
 
-use rustler::sys::ErlNifTerm;
-use rustler::{Binary, Env, Term};
+use rustler::{Binary, Term};
 
-use crate::terms::{self, tuple_raw};
+use crate::terms::{self, tuple, Elements};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -78,9 +77,8 @@ impl EventKind {
 /// event cheap to move: holding every field as a `Term` made it a 168-byte
 /// copy, three times per hook call.)
 pub struct Message<'a> {
-    env: Env<'a>,
     /// The record's ten elements, on the calling process's heap.
-    elements: &'a [ErlNifTerm; 10],
+    elements: Elements<'a, 10>,
     pub id: &'a [u8],
     pub topic: &'a str,
     pub payload: &'a [u8],
@@ -111,48 +109,41 @@ impl<'a> Message<'a> {
     /// on a dirty one, which takes any size and flattens iolists).
     #[inline]
     pub fn decode(term: Term<'a>, inline_limit: Option<usize>) -> Result<Message<'a>, DecodeError> {
-        let elements = tuple_raw::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
-        let env = term.get_env();
-        let element = |i: usize| unsafe { Term::new(env, elements[i]) };
-        if message() != element(0) {
+        let elements = tuple::<10>(term).ok_or("not a #message{} record (a 10-tuple)")?;
+        if message() != elements.get(0) {
             return Err("not a #message{} record (tag)".into());
         }
-        let topic = terms::binary(element(6)).ok_or("message topic is not a binary")?;
+        let topic = terms::binary(elements.get(6)).ok_or("message topic is not a binary")?;
         let topic = std::str::from_utf8(topic).map_err(|_| "message topic is not UTF-8")?;
-        let payload = element(7);
+        let payload = elements.get(7);
         let payload = match (Binary::from_term(payload), inline_limit) {
             (Ok(binary), Some(limit)) if binary.len() > limit => return Err(DecodeError::NeedsDirty),
             (Ok(binary), _) => binary,
             (Err(_), Some(_)) => return Err(DecodeError::NeedsDirty),
             (Err(_), None) => Binary::from_iolist(payload).map_err(|_| "message payload is not iodata")?,
         };
-        Ok(Message { env, elements, id: terms::binary(element(1)).unwrap_or_default(), topic, payload: payload.as_slice() })
-    }
-
-    fn element(&self, index: usize) -> Term<'a> {
-        // SAFETY: the elements belong to a tuple that lives as long as `env`.
-        unsafe { Term::new(self.env, self.elements[index]) }
+        Ok(Message { elements, id: terms::binary(elements.get(1)).unwrap_or_default(), topic, payload: payload.as_slice() })
     }
 
     pub fn qos(&self) -> Term<'a> {
-        self.element(2)
+        self.elements.get(2)
     }
 
     /// The publisher: a clientid binary, or an atom for system messages.
     pub fn from(&self) -> Term<'a> {
-        self.element(3)
+        self.elements.get(3)
     }
 
     pub fn flags(&self) -> Term<'a> {
-        self.element(4)
+        self.elements.get(4)
     }
 
     pub fn headers(&self) -> Term<'a> {
-        self.element(5)
+        self.elements.get(5)
     }
 
     pub fn timestamp(&self) -> Term<'a> {
-        self.element(8)
+        self.elements.get(8)
     }
 }
 

@@ -14,7 +14,7 @@ use std::cell::Cell;
 use rustler::sys::ErlNifTerm;
 use rustler::Term;
 
-use crate::terms::tuple_raw;
+use crate::terms::{ipv4_octets, tuple};
 
 /// Dotted-quad text, at most 15 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,18 +64,13 @@ thread_local! {
 
 /// The text of `term` when it is an IPv4 address tuple.
 pub fn ipv4_text(term: Term) -> Option<Ipv4Text> {
-    let elements = *tuple_raw::<4>(term)?;
-    if let Some(last) = LAST.get().filter(|last| last.elements == elements) {
+    let elements = tuple::<4>(term)?;
+    let raw = *elements.raw();
+    if let Some(last) = LAST.get().filter(|last| last.elements == raw) {
         return Some(last.text);
     }
-    let env = term.get_env();
-    let mut octets = [0u8; 4];
-    for (octet, element) in octets.iter_mut().zip(elements) {
-        // SAFETY: the element belongs to a tuple that lives as long as `env`.
-        *octet = unsafe { Term::new(env, element) }.decode::<u8>().ok()?;
-    }
-    let text = Ipv4Text::new(octets);
-    LAST.set(Some(Remembered { elements, text }));
+    let text = Ipv4Text::new(ipv4_octets(elements)?);
+    LAST.set(Some(Remembered { elements: raw, text }));
     Some(text)
 }
 

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustler::sys::ErlNifTerm;
 use rustler::types::map::MapIterator;
-use rustler::{Atom, Binary, Term, TermType};
+use rustler::{Atom, Binary, Env, Term, TermType};
 
 rustler::atoms! {
     undefined,
@@ -17,9 +17,29 @@ rustler::atoms! {
     false_ = "false",
 }
 
-/// The raw elements of a tuple of exactly `N` elements, borrowed from the
-/// tuple itself.
-pub fn tuple_raw<'a, const N: usize>(term: Term<'a>) -> Option<&'a [ErlNifTerm; N]> {
+/// The elements of a tuple, borrowed from the tuple on the calling
+/// process's heap; each becomes a `Term` when it is read.
+#[derive(Clone, Copy)]
+pub struct Elements<'a, const N: usize> {
+    env: Env<'a>,
+    raw: &'a [ErlNifTerm; N],
+}
+
+impl<'a, const N: usize> Elements<'a, N> {
+    pub fn get(&self, index: usize) -> Term<'a> {
+        // SAFETY: the element belongs to a tuple that lives as long as `env`.
+        unsafe { Term::new(self.env, self.raw[index]) }
+    }
+
+    /// The raw words, which are equal exactly when the terms are the same
+    /// immediate or the same heap object.
+    pub fn raw(&self) -> &'a [ErlNifTerm; N] {
+        self.raw
+    }
+}
+
+/// The elements of a tuple of exactly `N` elements, without copying them.
+pub fn tuple<'a, const N: usize>(term: Term<'a>) -> Option<Elements<'a, N>> {
     let mut arity: rustler::sys::c_int = 0;
     let mut array: *const ErlNifTerm = std::ptr::null();
     // SAFETY: enif_get_tuple only reads `term` and writes the two out-params;
@@ -29,14 +49,12 @@ pub fn tuple_raw<'a, const N: usize>(term: Term<'a>) -> Option<&'a [ErlNifTerm; 
         return None;
     }
     // SAFETY: the runtime guarantees `arity` (= N) valid elements behind `array`.
-    Some(unsafe { &*(array as *const [ErlNifTerm; N]) })
+    Some(Elements { env: term.get_env(), raw: unsafe { &*(array as *const [ErlNifTerm; N]) } })
 }
 
-/// The elements of a tuple of exactly `N` elements, without allocating.
+/// The elements of a tuple of exactly `N` elements, as terms.
 pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N]> {
-    let env = term.get_env();
-    // SAFETY: the elements belong to a tuple that lives as long as `env`.
-    tuple_raw::<N>(term).map(|raw| std::array::from_fn(|i| unsafe { Term::new(env, raw[i]) }))
+    tuple::<N>(term).map(|elements| std::array::from_fn(|i| elements.get(i)))
 }
 
 pub fn binary<'a>(term: Term<'a>) -> Option<&'a [u8]> {
@@ -67,12 +85,8 @@ pub fn as_bool(term: Term) -> Option<bool> {
 
 /// An inet address tuple as an address; `None` for anything else.
 pub fn ip_addr(term: Term) -> Option<IpAddr> {
-    if let Some(parts) = tuple_elements::<4>(term) {
-        let mut octets = [0u8; 4];
-        for (octet, part) in octets.iter_mut().zip(parts) {
-            *octet = part.decode::<u8>().ok()?;
-        }
-        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    if let Some(elements) = tuple::<4>(term) {
+        return ipv4_octets(elements).map(|octets| IpAddr::V4(Ipv4Addr::from(octets)));
     }
     if let Some(parts) = tuple_elements::<8>(term) {
         let mut segments = [0u16; 8];
@@ -82,6 +96,15 @@ pub fn ip_addr(term: Term) -> Option<IpAddr> {
         return Some(IpAddr::V6(Ipv6Addr::from(segments)));
     }
     None
+}
+
+/// The octets of an `{A, B, C, D}` address tuple's elements.
+pub fn ipv4_octets(elements: Elements<4>) -> Option<[u8; 4]> {
+    let mut octets = [0u8; 4];
+    for (i, octet) in octets.iter_mut().enumerate() {
+        *octet = elements.get(i).decode::<u8>().ok()?;
+    }
+    Some(octets)
 }
 
 /// Text of an atom or binary (clientids are binaries, system senders atoms).
