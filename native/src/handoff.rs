@@ -23,6 +23,9 @@ use crate::encode::Headers;
 use crate::producer::{Context, Shared};
 use crate::queue::Record;
 
+/// RD_KAFKA_PARTITION_UA: the partitioner picks.
+const PARTITION_UA: i32 = -1;
+
 /// A record inside librdkafka: its delivery opaque.
 pub struct InFlight {
     /// The key's bytes followed by the value's; librdkafka points into it.
@@ -63,23 +66,52 @@ pub enum Produced {
     Refused,
 }
 
-/// The C string of the last topic produced to: one topic is the usual
-/// case, and this saves an allocation per record.
+/// The last topic produced to, by C name and librdkafka handle: one topic
+/// is the usual case, and this saves an allocation and a lookup per record.
 #[derive(Default)]
 pub struct TopicNames {
-    last: Option<(Arc<str>, CString)>,
+    last: Option<(Arc<str>, CString, TopicHandle)>,
+}
+
+/// librdkafka's handle on a topic, made on first use by `produce_run`.
+/// It must go before the producer it belongs to: every `TopicNames` lives
+/// in a producer thread's loop and is dropped before the producer.
+struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the handle came from rd_kafka_topic_new and is released once.
+            unsafe { rdsys::rd_kafka_topic_destroy(self.0) };
+        }
+    }
 }
 
 impl TopicNames {
     fn c_name(&mut self, topic: &Arc<str>) -> Option<&CString> {
+        self.entry(topic).map(|(_, c_name, _)| &*c_name)
+    }
+
+    fn entry(&mut self, topic: &Arc<str>) -> Option<&mut (Arc<str>, CString, TopicHandle)> {
         let fresh = match &self.last {
-            Some((name, _)) => !Arc::ptr_eq(name, topic) && **name != **topic,
+            Some((name, _, _)) => !Arc::ptr_eq(name, topic) && **name != **topic,
             None => true,
         };
         if fresh {
-            self.last = Some((topic.clone(), CString::new(topic.as_bytes()).ok()?));
+            self.last = Some((topic.clone(), CString::new(topic.as_bytes()).ok()?, TopicHandle(ptr::null_mut())));
         }
-        self.last.as_ref().map(|(_, c_name)| c_name)
+        self.last.as_mut()
+    }
+
+    /// librdkafka's handle for `topic`, or None if it will not make one.
+    fn handle(&mut self, producer: &BaseProducer<Context>, topic: &Arc<str>) -> Option<*mut rdsys::rd_kafka_topic_t> {
+        let (_, c_name, handle) = self.entry(topic)?;
+        if handle.0.is_null() {
+            // SAFETY: the name is a valid C string; a null conf means the
+            // producer's defaults, as rd_kafka_producev uses them.
+            handle.0 = unsafe { rdsys::rd_kafka_topic_new(producer.client().native_ptr(), c_name.as_ptr(), ptr::null_mut()) };
+        }
+        (!handle.0.is_null()).then_some(handle.0)
     }
 }
 
@@ -108,7 +140,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
             RD_KAFKA_VTYPE_TOPIC,
             topic,
             RD_KAFKA_VTYPE_PARTITION,
-            -1 as i32, // RD_KAFKA_PARTITION_UA: the partitioner picks
+            PARTITION_UA,
             RD_KAFKA_VTYPE_MSGFLAGS,
             0 as std::ffi::c_int,
             RD_KAFKA_VTYPE_VALUE,
@@ -141,6 +173,68 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     }
     refused(shared, &topic_name, &format!("Message production error: {code}"));
     Produced::Refused
+}
+
+/// Produces `run`, records for one topic and without headers, each with
+/// its tag, in one librdkafka call: `rd_kafka_producev` reads two clocks,
+/// looks the topic up and takes its lock for every record; this does it
+/// once for all of them. `outcome` hears of each record, in order.
+pub fn produce_run(
+    producer: &BaseProducer<Context>,
+    shared: &Shared,
+    names: &mut TopicNames,
+    run: &mut Vec<(Record, usize)>,
+    mut outcome: impl FnMut(usize, Produced),
+) {
+    let Some(topic) = run.first().map(|(record, _)| record.topic.clone()) else { return };
+    let Some(handle) = names.handle(producer, &topic) else {
+        // librdkafka refuses the name: produce() says why, for each record.
+        for (record, tag) in run.drain(..) {
+            outcome(tag, produce(producer, shared, names, record, tag));
+        }
+        return;
+    };
+    let mut messages: Vec<rdsys::rd_kafka_message_t> = run
+        .iter_mut()
+        .map(|(record, tag)| {
+            let inflight = Box::new(InFlight { buf: std::mem::take(&mut record.buf), key_len: record.key_len, tag: *tag });
+            let key_len = record.key_len.unwrap_or(0);
+            let key = if record.key_len.is_some() { inflight.buf.as_ptr() as *mut c_void } else { ptr::null_mut() };
+            let value = &inflight.buf[key_len..];
+            rdsys::rd_kafka_message_t {
+                err: rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+                rkt: ptr::null_mut(),
+                partition: PARTITION_UA,
+                payload: value.as_ptr() as *mut c_void,
+                len: value.len(),
+                key,
+                key_len,
+                offset: 0,
+                _private: inflight.into_ptr(),
+            }
+        })
+        .collect();
+    // SAFETY: as in produce(): flags 0, so librdkafka neither copies nor
+    // frees the key and value, which stay valid until the delivery report
+    // returns `_private`. It sets `err` on every message it did not take.
+    unsafe { rdsys::rd_kafka_produce_batch(handle, PARTITION_UA, 0, messages.as_mut_ptr(), messages.len() as std::ffi::c_int) };
+    let mut queued = 0;
+    for ((mut record, tag), message) in run.drain(..).zip(&messages) {
+        if !message.err.is_error() {
+            queued += 1;
+            continue;
+        }
+        // SAFETY: librdkafka did not take this one: its opaque is ours again.
+        record.buf = unsafe { Box::<InFlight>::from_ptr(message._private) }.buf;
+        let code = RDKafkaErrorCode::from(message.err);
+        if code == RDKafkaErrorCode::QueueFull {
+            outcome(tag, Produced::QueueFull(record));
+        } else {
+            refused(shared, &record.topic, &format!("Message production error: {code}"));
+            outcome(tag, Produced::Refused);
+        }
+    }
+    shared.metrics.inflight.fetch_add(queued, Relaxed);
 }
 
 fn refused(shared: &Shared, topic: &str, error: &str) {

@@ -22,7 +22,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 
 use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
-use crate::handoff::{produce, InFlight, Produced, TopicNames};
+use crate::handoff::{produce, produce_run, InFlight, Produced, TopicNames};
 use crate::log::{Level, Logger};
 use crate::metrics::{inc, LatencyCounts, Metrics};
 use crate::queue::{Queue, Record, Waiter};
@@ -285,6 +285,19 @@ fn is_purge(error: &KafkaError) -> bool {
 }
 
 impl Context {
+    /// `spool`: whether the reports go to a spool thread.
+    fn new(shared: Arc<Shared>, mode: Arc<AtomicU8>, spool: bool) -> Context {
+        Context {
+            shared,
+            mode,
+            retries_seen: AtomicI64::new(0),
+            reports: spool.then(|| Mutex::new(Vec::new())),
+            poll_epoch_ms: AtomicU32::new(0),
+            poll_unix_ms: AtomicI64::new(0),
+            tally: Mutex::default(),
+        }
+    }
+
     /// Applies the reports the last poll added up; false if there were none.
     fn apply_tally(&self) -> bool {
         let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
@@ -387,16 +400,7 @@ impl ProducerHandle {
             BufferMode::Memory => None,
             BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
         };
-        let reports = spool.as_ref().map(|_| Mutex::new(Vec::new()));
-        let context = Context {
-            shared: shared.clone(),
-            mode: mode.clone(),
-            retries_seen: AtomicI64::new(0),
-            reports,
-            poll_epoch_ms: AtomicU32::new(0),
-            poll_unix_ms: AtomicI64::new(0),
-            tally: Mutex::default(),
-        };
+        let context = Context::new(shared.clone(), mode.clone(), spool.is_some());
         let producer: BaseProducer<Context> = client_config(kafka, buffer)
             .create_with_context(context)
             .map_err(|e| config_error(&e, kafka))?;
@@ -453,22 +457,20 @@ impl ProducerHandle {
 
 fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>, deadline: Arc<Mutex<Option<Instant>>>) {
     let rx = shared.queue.receiver().clone();
-    let mut pending: Option<Record> = None;
+    // Records taken from the queue that librdkafka has not taken yet.
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let mut waiter = Waiter::new();
     let mut names = TopicNames::default();
     while mode.load(SeqCst) == RUN {
-        if pending.is_none() {
+        if batch.is_empty() {
             let wait = if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 };
-            pending = waiter.recv(&rx, Duration::from_millis(wait), |nap| poll(&producer, nap));
+            batch.extend(waiter.recv(&rx, Duration::from_millis(wait), |nap| poll(&producer, nap)));
         }
-        for _ in 0..BATCH {
-            let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
-            if let Err(back) = hand_over(&producer, &shared, &mut names, record) {
-                // librdkafka's queue is full: let deliveries make room.
-                pending = Some(back);
-                poll(&producer, Duration::from_millis(10));
-                break;
-            }
+        batch.extend(rx.try_iter().take(BATCH - batch.len()));
+        hand_over(&producer, &shared, &mut names, &mut batch);
+        if !batch.is_empty() {
+            // librdkafka's queue is full: let deliveries make room.
+            poll(&producer, Duration::from_millis(10));
         }
         poll_ready(&producer);
     }
@@ -477,23 +479,28 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     if mode.load(SeqCst) == STOP {
         // Drain what the hooks queued before they were removed.
         while Instant::now() < deadline {
-            let Some(record) = pending.take().or_else(|| rx.try_recv().ok()) else { break };
-            if let Err(back) = hand_over(&producer, &shared, &mut names, record) {
-                pending = Some(back);
+            batch.extend(rx.try_iter().take(BATCH - batch.len()));
+            if batch.is_empty() {
+                break;
+            }
+            hand_over(&producer, &shared, &mut names, &mut batch);
+            if !batch.is_empty() {
                 poll(&producer, Duration::from_millis(10));
             }
         }
         let mut left = 0;
-        for record in pending.take().into_iter().chain(rx.try_iter()) {
+        for record in batch.drain(..).chain(rx.try_iter()) {
             shared.queue.release(record.budget_bytes());
             left += 1;
         }
         shared.metrics.dropped_on_stop.fetch_add(left, Relaxed);
-    } else if let Some(record) = pending.take() {
-        let size = record.budget_bytes();
-        shared.queue.release(size);
-        if shared.queue.requeue(record, Duration::from_secs(5)).is_err() {
-            inc(&shared.metrics.dropped_on_stop);
+    } else {
+        for record in batch.drain(..) {
+            let size = record.budget_bytes();
+            shared.queue.release(size);
+            if shared.queue.requeue(record, Duration::from_secs(5)).is_err() {
+                inc(&shared.metrics.dropped_on_stop);
+            }
         }
     }
     flush(&producer, deadline.saturating_duration_since(Instant::now()));
@@ -502,20 +509,47 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     producer.purge(PurgeConfig::default().queue().inflight());
     flush(&producer, Duration::from_millis(500));
     poll(&producer, Duration::ZERO);
+    // The topic handles go before the producer.
+    drop(names);
 }
 
-/// Hands one record to librdkafka; gives it back when librdkafka's queue is full.
-fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record) -> Result<(), Record> {
-    let size = record.budget_bytes();
-    let tag = (size << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
-    match produce(producer, shared, names, record, tag) {
-        Produced::Queued => Ok(()),
-        Produced::QueueFull(record) => Err(record),
-        Produced::Refused => {
-            shared.queue.release(size);
-            Ok(())
+/// Hands `batch` to librdkafka, a run of records for the same topic at a
+/// time; leaves in `batch`, in order, what librdkafka's full queue could
+/// not take.
+fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, batch: &mut Vec<Record>) {
+    let records = std::mem::replace(batch, Vec::with_capacity(BATCH));
+    let mut run: Vec<(Record, usize)> = Vec::with_capacity(records.len());
+    for record in records {
+        let ends_run = record.headers.is_some() || run.first().is_some_and(|(first, _)| !same_topic(&first.topic, &record.topic));
+        if ends_run {
+            produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, batch, tag, produced));
+        }
+        let tag = (record.budget_bytes() << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
+        if !batch.is_empty() {
+            // librdkafka is full: the rest waits, in order.
+            batch.push(record);
+        } else if record.headers.is_some() {
+            // produce_batch takes no headers: such records go one by one.
+            let produced = produce(producer, shared, names, record, tag);
+            settle(shared, batch, tag, produced);
+        } else {
+            run.push((record, tag));
         }
     }
+    produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, batch, tag, produced));
+}
+
+/// Memory mode's part in what became of a record handed over.
+fn settle(shared: &Shared, left: &mut Vec<Record>, tag: usize, produced: Produced) {
+    match produced {
+        Produced::Queued => {}
+        Produced::QueueFull(record) => left.push(record),
+        Produced::Refused => shared.queue.release(tag >> 32),
+    }
+}
+
+fn same_topic(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
 }
 
 /// Creates the configured topics before the first record is produced. It
@@ -559,5 +593,43 @@ impl TopicCreator {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overflow;
+
+    fn record(topic: &Arc<str>, n: u8, headers: bool) -> Record {
+        let headers = headers.then(|| vec![(std::borrow::Cow::Borrowed("h"), vec![n])]);
+        Record { topic: topic.clone(), buf: vec![n; 8], key_len: Some(1), headers, enqueued_at: Instant::now() }
+    }
+
+    /// librdkafka takes three records; the rest come back whole and in
+    /// order, whatever run (topic, headers) they were part of.
+    #[test]
+    fn hand_over_keeps_what_librdkafka_cannot_take_in_order() {
+        let shared = Arc::new(Shared::new(BufferMode::Memory, Queue::new(100, 1 << 20, Overflow::DropNew), Logger::new(None)));
+        let context = Context::new(shared.clone(), Arc::new(AtomicU8::new(RUN)), false);
+        let producer: BaseProducer<Context> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("queue.buffering.max.messages", "3")
+            .set_log_level(RDKafkaLogLevel::Emerg)
+            .create_with_context(context)
+            .unwrap();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let mut batch =
+            vec![record(&a, 1, false), record(&b, 2, false), record(&b, 3, true), record(&a, 4, false), record(&a, 5, true), record(&b, 6, false)];
+        let mut names = TopicNames::default();
+        hand_over(&producer, &shared, &mut names, &mut batch);
+        assert_eq!(shared.metrics.inflight.load(Relaxed), 3);
+        let left: Vec<(u8, &str, bool)> = batch.iter().map(|r| (r.buf[0], &*r.topic, r.headers.is_some())).collect();
+        assert_eq!(left, vec![(4, "a", false), (5, "a", true), (6, "b", false)]);
+        assert!(batch.iter().all(|r| r.buf == vec![r.buf[0]; 8] && r.key() == Some(&r.buf[..1])));
+        // Still full: nothing moves, nothing is lost or reordered.
+        hand_over(&producer, &shared, &mut names, &mut batch);
+        assert_eq!(batch.iter().map(|r| r.buf[0]).collect::<Vec<_>>(), vec![4, 5, 6]);
+        drop(names);
     }
 }
