@@ -93,7 +93,7 @@ impl Bridge {
             node: &self.node,
         };
         // Encode into this scheduler thread's reused buffer, then copy into
-        // one allocation of the exact size: the queue holds no slack.
+        // an allocation of the record's size: the queue holds no slack.
         let (buf, headers) = ENCODE_BUFFER.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.clear();
@@ -101,7 +101,7 @@ impl Bridge {
                 scratch.extend_from_slice(key);
             }
             let headers = encode(event, &options, &mut scratch)?;
-            let buf = scratch.to_vec();
+            let buf = crate::record_buffer::copy_of(&scratch);
             if scratch.capacity() > MAX_KEPT_BUFFER {
                 *scratch = Vec::new();
             }

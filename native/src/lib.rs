@@ -18,6 +18,7 @@ mod peerhost;
 mod plain_text;
 mod producer;
 mod queue;
+mod record_buffer;
 mod routing;
 mod spool;
 mod spooler;
