@@ -176,9 +176,11 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
 }
 
 /// Produces `run`, records for one topic and without headers, each with
-/// its tag, in one librdkafka call: `rd_kafka_producev` reads two clocks,
-/// looks the topic up and takes its lock for every record; this does it
-/// once for all of them. `outcome` hears of each record, in order.
+/// its tag, in one librdkafka call: `rd_kafka_producev` reads the wall and
+/// the monotonic clock, looks the topic up and takes its lock for every
+/// record; `rd_kafka_produce_batch` does that once per call (its
+/// partitioner still reads the monotonic clock per record). `outcome`
+/// hears of each record, in order.
 pub fn produce_run(
     producer: &BaseProducer<Context>,
     shared: &Shared,
