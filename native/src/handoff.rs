@@ -39,6 +39,17 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// The key (null when there is none) and the value, as pointer and
+    /// length the way librdkafka takes them; they point into `buf`.
+    fn key_and_value(&self) -> ((*mut c_void, usize), (*mut c_void, usize)) {
+        let key = match self.key_len {
+            Some(n) => (self.buf.as_ptr() as *mut c_void, n),
+            None => (ptr::null_mut(), 0),
+        };
+        let value = &self.buf[self.key_len.unwrap_or(0)..];
+        (key, (value.as_ptr() as *mut c_void, value.len()))
+    }
+
     /// The record again, for a purged message that goes back to a queue
     /// or to the spool: no copy, the buffer is moved back.
     pub fn into_record(self, message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
@@ -74,8 +85,9 @@ pub struct TopicNames {
 }
 
 /// librdkafka's handle on a topic, made on first use by `produce_run`.
-/// It must go before the producer it belongs to: every `TopicNames` lives
-/// in a producer thread's loop and is dropped before the producer.
+/// It must go before the producer it belongs to, so a `TopicNames` is
+/// dropped before its producer (the memory loop drops it explicitly; the
+/// spool thread declares it before its producer).
 struct TopicHandle(*mut rdsys::rd_kafka_topic_t);
 
 impl Drop for TopicHandle {
@@ -124,12 +136,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     let Record { topic: topic_name, buf, key_len, headers, enqueued_at } = record;
     let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
     let inflight = Box::new(InFlight { buf, key_len, tag });
-    let (key, key_size) = match key_len {
-        Some(n) => (inflight.buf.as_ptr() as *mut c_void, n),
-        None => (ptr::null_mut(), 0),
-    };
-    let value = &inflight.buf[key_len.unwrap_or(0)..];
-    let (value, value_size) = (value.as_ptr() as *mut c_void, value.len());
+    let ((key, key_size), (value, value_size)) = inflight.key_and_value();
     let opaque = inflight.into_ptr();
     // SAFETY: every pointer is valid for the call; `topic` and the header
     // list are copied by librdkafka; the key and value stay valid until the
@@ -166,13 +173,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     if !native_headers.is_null() {
         unsafe { rdsys::rd_kafka_headers_destroy(native_headers) };
     }
-    let code = RDKafkaErrorCode::from(error);
-    if code == RDKafkaErrorCode::QueueFull {
-        let record = Record { topic: topic_name, buf: inflight.buf, key_len, headers, enqueued_at };
-        return Produced::QueueFull(record);
-    }
-    refused(shared, &topic_name, &format!("Message production error: {code}"));
-    Produced::Refused
+    not_taken(shared, Record { topic: topic_name, buf: inflight.buf, key_len, headers, enqueued_at }, error)
 }
 
 /// Produces `run`, records for one topic and without headers, each with
@@ -200,15 +201,13 @@ pub fn produce_run(
         .iter_mut()
         .map(|(record, tag)| {
             let inflight = Box::new(InFlight { buf: std::mem::take(&mut record.buf), key_len: record.key_len, tag: *tag });
-            let key_len = record.key_len.unwrap_or(0);
-            let key = if record.key_len.is_some() { inflight.buf.as_ptr() as *mut c_void } else { ptr::null_mut() };
-            let value = &inflight.buf[key_len..];
+            let ((key, key_len), (payload, len)) = inflight.key_and_value();
             rdsys::rd_kafka_message_t {
                 err: rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
                 rkt: ptr::null_mut(),
                 partition: PARTITION_UA,
-                payload: value.as_ptr() as *mut c_void,
-                len: value.len(),
+                payload,
+                len,
                 key,
                 key_len,
                 offset: 0,
@@ -228,15 +227,20 @@ pub fn produce_run(
         }
         // SAFETY: librdkafka did not take this one: its opaque is ours again.
         record.buf = unsafe { Box::<InFlight>::from_ptr(message._private) }.buf;
-        let code = RDKafkaErrorCode::from(message.err);
-        if code == RDKafkaErrorCode::QueueFull {
-            outcome(tag, Produced::QueueFull(record));
-        } else {
-            refused(shared, &record.topic, &format!("Message production error: {code}"));
-            outcome(tag, Produced::Refused);
-        }
+        outcome(tag, not_taken(shared, record, message.err));
     }
     shared.metrics.inflight.fetch_add(queued, Relaxed);
+}
+
+/// A record librdkafka did not take: back to the caller when its queue is
+/// full, else refused and counted as failed.
+fn not_taken(shared: &Shared, record: Record, error: rdsys::rd_kafka_resp_err_t) -> Produced {
+    let code = RDKafkaErrorCode::from(error);
+    if code == RDKafkaErrorCode::QueueFull {
+        return Produced::QueueFull(record);
+    }
+    refused(shared, &record.topic, &format!("Message production error: {code}"));
+    Produced::Refused
 }
 
 fn refused(shared: &Shared, topic: &str, error: &str) {

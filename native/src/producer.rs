@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -466,27 +467,15 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
             let wait = if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 };
             batch.extend(waiter.recv(&rx, Duration::from_millis(wait), |nap| poll(&producer, nap)));
         }
-        batch.extend(rx.try_iter().take(BATCH - batch.len()));
-        hand_over(&producer, &shared, &mut names, &mut batch);
-        if !batch.is_empty() {
-            // librdkafka's queue is full: let deliveries make room.
-            poll(&producer, Duration::from_millis(10));
-        }
+        top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         poll_ready(&producer);
     }
 
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
     if mode.load(SeqCst) == STOP {
         // Drain what the hooks queued before they were removed.
-        while Instant::now() < deadline {
-            batch.extend(rx.try_iter().take(BATCH - batch.len()));
-            if batch.is_empty() {
-                break;
-            }
-            hand_over(&producer, &shared, &mut names, &mut batch);
-            if !batch.is_empty() {
-                poll(&producer, Duration::from_millis(10));
-            }
+        while Instant::now() < deadline && !(batch.is_empty() && rx.is_empty()) {
+            top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         }
         let mut left = 0;
         for record in batch.drain(..).chain(rx.try_iter()) {
@@ -513,30 +502,47 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     drop(names);
 }
 
+/// Fills `batch` up to `BATCH` from the queue and hands it over; when
+/// librdkafka's queue is full, waits a little for deliveries to make room.
+fn top_up_and_hand_over(
+    producer: &BaseProducer<Context>,
+    shared: &Shared,
+    names: &mut TopicNames,
+    rx: &Receiver<Record>,
+    batch: &mut Vec<Record>,
+) {
+    batch.extend(rx.try_iter().take(BATCH - batch.len()));
+    hand_over(producer, shared, names, batch);
+    if !batch.is_empty() {
+        poll(producer, Duration::from_millis(10));
+    }
+}
+
 /// Hands `batch` to librdkafka, a run of records for the same topic at a
 /// time; leaves in `batch`, in order, what librdkafka's full queue could
 /// not take.
 fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, batch: &mut Vec<Record>) {
-    let records = std::mem::replace(batch, Vec::with_capacity(BATCH));
-    let mut run: Vec<(Record, usize)> = Vec::with_capacity(records.len());
-    for record in records {
+    let mut left = Vec::new();
+    let mut run: Vec<(Record, usize)> = Vec::with_capacity(batch.len());
+    for record in batch.drain(..) {
         let ends_run = record.headers.is_some() || run.first().is_some_and(|(first, _)| !same_topic(&first.topic, &record.topic));
         if ends_run {
-            produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, batch, tag, produced));
+            produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, &mut left, tag, produced));
         }
         let tag = (record.budget_bytes() << 32) | (shared.millis_since_epoch(record.enqueued_at) as usize & 0xffff_ffff);
-        if !batch.is_empty() {
+        if !left.is_empty() {
             // librdkafka is full: the rest waits, in order.
-            batch.push(record);
+            left.push(record);
         } else if record.headers.is_some() {
             // produce_batch takes no headers: such records go one by one.
             let produced = produce(producer, shared, names, record, tag);
-            settle(shared, batch, tag, produced);
+            settle(shared, &mut left, tag, produced);
         } else {
             run.push((record, tag));
         }
     }
-    produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, batch, tag, produced));
+    produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, &mut left, tag, produced));
+    batch.append(&mut left);
 }
 
 /// Memory mode's part in what became of a record handed over.

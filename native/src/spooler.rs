@@ -81,6 +81,8 @@ impl Window {
 }
 
 struct SpoolThread {
+    /// Before `producer`: fields drop in order, and topic handles must go first.
+    names: TopicNames,
     producer: BaseProducer<Context>,
     shared: Arc<Shared>,
     spool: Spool,
@@ -92,7 +94,6 @@ struct SpoolThread {
     spilling: bool,
     unreachable_since: Option<Instant>,
     waiter: Waiter,
-    names: TopicNames,
 }
 
 pub fn run(
