@@ -107,16 +107,30 @@ bridge() ->
 %% queue_len, queue_bytes, inflight, delivery_latency_ms => #{p50, p99},
 %% topics => #{KafkaTopic => #{delivered, failed}}. `#{}' before any start.
 metrics() ->
-    case bridge() of
-        undefined -> #{};
-        Bridge -> emqx_plugin_kafka_bridge_nif:metrics(Bridge)
+    case nif_call(metrics) of
+        Metrics when is_map(Metrics) -> Metrics;
+        _ -> #{}
     end.
 
-%% @doc `#{state => connected | connecting | disconnected, last_error, ...}'.
+%% @doc `#{state => connected | connecting | disconnected | stopped, running,
+%% last_error, config_error, ...}'. `config_error' is `none', or why the last
+%% config update was not applied (the last good config keeps running).
 status() ->
+    Status = case nif_call(status) of
+                 Map when is_map(Map) -> Map;
+                 _ -> #{state => stopped, running => false}
+             end,
+    Status#{config_error => application:get_env(emqx_plugin_kafka_bridge, config_error, none)}.
+
+%% A handle from another build of the library (a version installed over
+%% this one) is not a bridge to this one: the NIF answers {error, _}.
+nif_call(Function) ->
     case bridge() of
-        undefined -> #{state => stopped, running => false};
-        Bridge -> emqx_plugin_kafka_bridge_nif:status(Bridge)
+        undefined -> undefined;
+        Bridge ->
+            try emqx_plugin_kafka_bridge_nif:Function(Bridge)
+            catch error:Reason -> {error, Reason}
+            end
     end.
 
 %% @doc The metrics in Prometheus text exposition format.

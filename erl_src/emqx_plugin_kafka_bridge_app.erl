@@ -1,27 +1,40 @@
-%% @doc Application callbacks, including the ones EMQX 5.7+ calls on plugin
-%% config updates and health checks.
+%% @doc Application callbacks, including the ones EMQX calls on plugin
+%% config updates (5.7+), health checks (6.x) and plugin API calls (6.0.3+).
 -module(emqx_plugin_kafka_bridge_app).
 
 -behaviour(application).
 
--export([start/2, stop/1, on_config_changed/2, on_health_check/1]).
+-export([start/2, stop/1, on_config_changed/2, on_health_check/1, on_handle_api_call/4]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
 start(_Type, _Args) ->
-    maybe_register_cli(),
-    case emqx_plugin_kafka_bridge_config:read() of
-        {ok, Config} ->
-            case validate(Config) of
-                ok ->
-                    application:set_env(?APP, active_config, Config),
-                    start_sup();
-                {error, Reason} ->
-                    {error, Reason}
-            end;
+    case start_bridge() of
+        {ok, Pid} ->
+            %% Registered only once running: the command needs a bridge.
+            emqx_plugin_kafka_bridge_cli:register(),
+            {ok, Pid};
         {error, Reason} ->
+            %% Also drops a registration a crashed earlier instance left.
+            emqx_plugin_kafka_bridge_cli:unregister(),
+            logger:error("emqx_plugin_kafka_bridge: cannot start: ~ts", [reason_text(Reason)]),
             {error, Reason}
     end.
+
+start_bridge() ->
+    maybe_ok(emqx_plugin_kafka_bridge_config:read(),
+             fun(Config) ->
+                     maybe_ok(validate(Config),
+                              fun(_) ->
+                                      application:set_env(?APP, active_config, Config),
+                                      application:unset_env(?APP, config_error),
+                                      start_sup()
+                              end)
+             end).
+
+maybe_ok({ok, Value}, Next) -> Next(Value);
+maybe_ok(ok, Next) -> Next(ok);
+maybe_ok({error, _} = Error, _Next) -> Error.
 
 start_sup() ->
     case emqx_plugin_kafka_bridge_sup:start_link() of
@@ -33,23 +46,40 @@ start_sup() ->
 %% The supervisor tree is already down here: the server removed the hooks,
 %% flushed the queue and joined the producer in its terminate/2.
 stop(_State) ->
-    maybe_unregister_cli(),
+    emqx_plugin_kafka_bridge_cli:unregister(),
     ok.
 
-%% @doc EMQX calls this on every node for each config update, even when the
-%% plugin is stopped. An error rejects the update.
+%% @doc EMQX calls this on every node for each config update. EMQX 5.7-5.8
+%% store the update whatever this returns; from e5.9 on an error rejects
+%% it. So a config that cannot be applied keeps the last good one running
+%% and is reported (log, status, health, ctl) until a valid one arrives.
 on_config_changed(_OldConfig, NewConfig) ->
-    case validate(NewConfig) of
-        ok ->
-            case emqx_plugin_kafka_bridge_server:running() of
-                true -> reply(emqx_plugin_kafka_bridge_server:reconfigure(NewConfig));
-                false -> ok
-            end;
-        Error ->
-            reply(Error)
+    Result = case validate(NewConfig) of
+                 ok ->
+                     case emqx_plugin_kafka_bridge_server:running() of
+                         true -> reply(emqx_plugin_kafka_bridge_server:reconfigure(NewConfig));
+                         false -> ok
+                     end;
+                 Error ->
+                     reply(Error)
+             end,
+    note_config_result(Result),
+    Result.
+
+note_config_result(ok) ->
+    application:unset_env(?APP, config_error);
+note_config_result({error, Text}) ->
+    case emqx_plugin_kafka_bridge_server:running() of
+        true ->
+            logger:error("emqx_plugin_kafka_bridge: config update not applied, the last good "
+                         "config keeps running: ~ts", [Text]),
+            application:set_env(?APP, config_error, Text);
+        false ->
+            logger:error("emqx_plugin_kafka_bridge: config update is invalid: ~ts", [Text])
     end.
 
-%% @doc ok when connected to Kafka with the buffer under 90 % of its budget.
+%% @doc ok when running the last config given, connected to Kafka, with the
+%% buffer under 90 % of its budget.
 on_health_check(_Options) ->
     case emqx_plugin_kafka_bridge_server:running() of
         false ->
@@ -58,6 +88,8 @@ on_health_check(_Options) ->
             health(emqx_plugin_kafka_bridge:status())
     end.
 
+health(#{config_error := Error}) when is_binary(Error) ->
+    {error, <<"config update not applied (the last good config is running): ", Error/binary>>};
 health(#{state := connected, queue_len := Len, max_messages := MaxLen,
          queue_bytes := Bytes, max_bytes := MaxBytes})
   when Len * 10 < MaxLen * 9, Bytes * 10 < MaxBytes * 9 ->
@@ -70,6 +102,11 @@ health(#{state := State, last_error := Error}) ->
 health(Status) ->
     {error, iolist_to_binary(io_lib:format("unexpected status ~p", [Status]))}.
 
+%% @doc EMQX 6.0.3+ routes /api/v5/plugin_api/emqx_plugin_kafka_bridge/...
+%% here: GET status, GET metrics (JSON) and GET metrics/prometheus (text).
+on_handle_api_call(Method, Path, Request, Context) ->
+    emqx_plugin_kafka_bridge_api:handle(Method, Path, Request, Context).
+
 validate(Config) ->
     try emqx_plugin_kafka_bridge_nif:validate(Config)
     catch
@@ -77,21 +114,7 @@ validate(Config) ->
     end.
 
 reply(ok) -> ok;
-reply({error, Reason}) when is_binary(Reason) -> {error, Reason};
-reply({error, Reason}) -> {error, iolist_to_binary(io_lib:format("~p", [Reason]))}.
+reply({error, Reason}) -> {error, reason_text(Reason)}.
 
-maybe_register_cli() ->
-    case emqx_ctl_available() of
-        true -> emqx_ctl:register_command(kafka_bridge, {emqx_plugin_kafka_bridge_cli, cmd}, []);
-        false -> ok
-    end.
-
-maybe_unregister_cli() ->
-    case emqx_ctl_available() of
-        true -> emqx_ctl:unregister_command(kafka_bridge);
-        false -> ok
-    end.
-
-emqx_ctl_available() ->
-    code:ensure_loaded(emqx_ctl) =:= {module, emqx_ctl}
-        andalso erlang:function_exported(emqx_ctl, register_command, 3).
+reason_text(Reason) when is_binary(Reason) -> Reason;
+reason_text(Reason) -> iolist_to_binary(io_lib:format("~0p", [Reason])).

@@ -1,34 +1,69 @@
 %% @doc `emqx ctl kafka_bridge status | metrics | reload'.
-%% Each command prints its answer and also returns it, so tests can call it
-%% directly outside EMQX.
+%%
+%% `emqx ctl' exits 0 only when the command returns `ok', so each command
+%% prints with emqx_ctl:print/2 and returns `ok'; a failed reload or a
+%% usage error returns `{error, _}' after printing why.
 -module(emqx_plugin_kafka_bridge_cli).
 
--export([cmd/1]).
+-export([register/0, unregister/0, cmd/1]).
+
+-define(CMD, kafka_bridge).
+
+register() ->
+    case emqx_ctl_available() of
+        true -> emqx_ctl:register_command(?CMD, {?MODULE, cmd}, []);
+        false -> ok
+    end.
+
+unregister() ->
+    case emqx_ctl_available() of
+        true -> emqx_ctl:unregister_command(?CMD);
+        false -> ok
+    end.
+
+emqx_ctl_available() ->
+    code:ensure_loaded(emqx_ctl) =:= {module, emqx_ctl}.
 
 cmd(["status"]) ->
-    print(format_map(emqx_plugin_kafka_bridge:status()));
+    print(format_map(emqx_plugin_kafka_bridge:status())),
+    ok;
 cmd(["metrics"]) ->
     case emqx_plugin_kafka_bridge:metrics() of
         Empty when map_size(Empty) =:= 0 -> print(<<"not running\n">>);
         Metrics -> print(format_map(Metrics))
-    end;
+    end,
+    ok;
 cmd(["reload"]) ->
     Result = case emqx_plugin_kafka_bridge_config:read() of
                  {ok, Config} -> emqx_plugin_kafka_bridge_app:on_config_changed(#{}, Config);
                  {error, _} = Error -> Error
              end,
     case Result of
-        ok -> print(<<"reloaded\n">>);
-        {error, Reason} -> print(iolist_to_binary(io_lib:format("reload failed: ~ts~n", [to_text(Reason)])))
+        ok ->
+            print(<<"reloaded\n">>),
+            ok;
+        {error, Reason} ->
+            print(iolist_to_binary(io_lib:format("reload failed: ~ts~n", [to_text(Reason)]))),
+            {error, reload_failed}
     end;
+cmd(usage) ->
+    %% emqx ctl's own help asks each command for its usage lines.
+    print(usage()),
+    ok;
 cmd(_) ->
-    print(<<"kafka_bridge status    # Kafka connection state and buffer usage\n"
-            "kafka_bridge metrics   # delivery counters\n"
-            "kafka_bridge reload    # re-read the plugin config and apply it live\n">>).
+    print(usage()),
+    {error, usage}.
 
+usage() ->
+    <<"kafka_bridge status    # Kafka connection state and buffer usage\n"
+      "kafka_bridge metrics   # delivery counters\n"
+      "kafka_bridge reload    # re-read the plugin config and apply it live\n">>.
+
+%% One `name : value' line per key, the names padded to the longest.
 format_map(Map) ->
-    iolist_to_binary([io_lib:format("~-20s: ~ts~n", [Key, to_text(Value)])
-                      || {Key, Value} <- lists:sort(maps:to_list(Map))]).
+    Rows = lists:sort([{to_text(Key), Value} || {Key, Value} <- maps:to_list(Map)]),
+    Width = lists:max([0 | [string:length(Name) || {Name, _} <- Rows]]),
+    iolist_to_binary([[string:pad(Name, Width), " : ", to_text(Value), "\n"] || {Name, Value} <- Rows]).
 
 to_text(Value) when is_binary(Value) -> Value;
 to_text(Value) when is_atom(Value) -> atom_to_binary(Value);
@@ -36,8 +71,7 @@ to_text(Value) when is_integer(Value) -> integer_to_binary(Value);
 to_text(Value) -> iolist_to_binary(io_lib:format("~0p", [Value])).
 
 print(Text) ->
-    case erlang:function_exported(emqx_ctl, print, 2) of
+    case emqx_ctl_available() of
         true -> emqx_ctl:print("~ts", [Text]);
         false -> io:put_chars(Text)
-    end,
-    Text.
+    end.

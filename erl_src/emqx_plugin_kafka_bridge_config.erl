@@ -3,9 +3,9 @@
 %% 1. The file named by $EMQX_KAFKA_BRIDGE_CONFIG, if set (HOCON when EMQX's
 %%    hocon app is present, else an Erlang term file holding one map): for
 %%    EMQX before 5.7, where plugins read their own file.
-%% 2. Inside EMQX 5.7+, emqx_plugins:get_config(NameVsn).
-%% 3. Outside EMQX (tests, benchmarks, embedding), the application env
-%%    `config'.
+%% 2. Inside EMQX 5.7+ (emqx_plugins loaded), the plugin config EMQX holds.
+%%    A failure there is an error that says what failed, never a fallback.
+%% 3. Outside EMQX (benchmarks, embedding), the application env `config'.
 %% All three give a map with binary keys, as config.hocon has them.
 -module(emqx_plugin_kafka_bridge_config).
 
@@ -50,19 +50,28 @@ name_vsn() ->
     iolist_to_binary([atom_to_list(?APP), "-", Vsn]).
 
 from_emqx_or_env() ->
-    case emqx_plugins_available() of
-        true ->
-            case catch emqx_plugins:get_config(name_vsn()) of
-                Map when is_map(Map), map_size(Map) > 0 -> {ok, Map};
-                _ -> from_env()
-            end;
-        false ->
-            from_env()
+    case code:ensure_loaded(emqx_plugins) of
+        {module, emqx_plugins} -> from_emqx();
+        _ -> from_env()
     end.
 
-emqx_plugins_available() ->
-    code:ensure_loaded(emqx_plugins) =:= {module, emqx_plugins}
-        andalso erlang:function_exported(emqx_plugins, get_config, 1).
+%% get_config(NameVsn, config_format_map, Default) is {ok, Map} in every
+%% line that has it (5.7 on); get_config/1 is {ok, Map} in 5.7-5.8 but a bare
+%% map from e5.9 on, so it is only the fallback, taking both shapes.
+from_emqx() ->
+    NameVsn = name_vsn(),
+    try
+        case erlang:function_exported(emqx_plugins, get_config, 3) of
+            true -> emqx_plugins:get_config(NameVsn, config_format_map, #{});
+            false -> emqx_plugins:get_config(NameVsn)
+        end
+    of
+        {ok, Map} when is_map(Map) -> {ok, Map};
+        Map when is_map(Map) -> {ok, Map};
+        Other -> {error, {emqx_plugins_get_config, NameVsn, {unexpected_return, Other}}}
+    catch
+        Class:Reason -> {error, {emqx_plugins_get_config, NameVsn, {Class, Reason}}}
+    end.
 
 from_env() ->
     case application:get_env(?APP, config) of

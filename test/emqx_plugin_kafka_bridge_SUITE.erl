@@ -140,7 +140,7 @@ bad_config_names_the_key(Config) ->
               <<"buffer.max_messages">>}],
     lists:foreach(
       fun({BadConfig, Key}) ->
-              application:set_env(emqx_plugin_kafka_bridge, config, BadConfig),
+              kafka_bridge_test_lib:set_plugin_config(BadConfig),
               Result = application:start(emqx_plugin_kafka_bridge),
               ct:log("~p -> ~p", [BadConfig, Result]),
               ?assertMatch({error, _}, Result),

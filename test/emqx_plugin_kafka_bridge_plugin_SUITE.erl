@@ -13,10 +13,12 @@
 -define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
 
 all() ->
-    [tarball_layout_and_release_json, app_starts_from_unpacked_tarball, config_from_emqx_plugins,
-     config_file_from_env_var, config_changes_are_validated, hot_reload_routes_loses_nothing,
+    [tarball_layout_and_release_json, app_starts_from_unpacked_tarball, config_from_emqx_5_8,
+     config_from_emqx_5_9, config_source_failure_is_an_error,
+     config_file_from_env_var, config_changes_are_validated, unappliable_config_keeps_last_good,
+     buffer_changes_apply_live, hot_reload_routes_loses_nothing,
      hot_reload_enables_and_disables_hooks, hot_reload_broker_address, health_check_states,
-     ctl_commands].
+     ctl_commands, ctl_registered_only_while_running, plugin_api_calls].
 
 init_per_suite(Config) ->
     Broker = kafka_bridge_test_lib:start_broker(filename:join(?config(priv_dir, Config), "broker")),
@@ -28,6 +30,8 @@ end_per_suite(Config) ->
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
     emqx_hooks:reset(),
+    emqx_ctl:reset(),
+    emqx_plugins:set_line(v5_8),
     emqx_plugins:set_config(list_to_binary(?NAME_VSN), #{}),
     os:unsetenv("EMQX_KAFKA_BRIDGE_CONFIG").
 
@@ -105,8 +109,7 @@ app_starts_from_unpacked_tarball(Config) ->
         {module, _} = peer:call(Peer, code, ensure_loaded, [emqx_plugin_kafka_bridge_nif]),
         Which = peer:call(Peer, code, which, [emqx_plugin_kafka_bridge_nif]),
         ?assertEqual(filename:join(Ebin, "emqx_plugin_kafka_bridge_nif.beam"), Which),
-        ok = peer:call(Peer, application, set_env,
-                       [emqx_plugin_kafka_bridge, config, publish_config(Config, Topic, #{})]),
+        ok = peer:call(Peer, kafka_bridge_test_lib, set_plugin_config, [publish_config(Config, Topic, #{})]),
         {ok, _} = peer:call(Peer, application, ensure_all_started, [emqx_plugin_kafka_bridge]),
         Msg = message(<<"peer">>, <<"from/peer">>, <<"hello from the package">>),
         Msg = peer:call(Peer, emqx_hooks, run_fold, ['message.publish', [], Msg]),
@@ -117,21 +120,47 @@ app_starts_from_unpacked_tarball(Config) ->
         peer:stop(Peer)
     end.
 
-config_from_emqx_plugins(Config) ->
+%% EMQX 5.7-5.8: get_config/1 answers {ok, Map}.
+config_from_emqx_5_8(Config) ->
+    config_from_emqx(Config, v5_8).
+
+%% e5.9 and later: get_config/1 answers a bare map.
+config_from_emqx_5_9(Config) ->
+    config_from_emqx(Config, e5_9).
+
+config_from_emqx(Config, Line) ->
+    emqx_plugins:set_line(Line),
     Topic = topic(Config),
     emqx_plugins:set_config(list_to_binary(?NAME_VSN), publish_config(Config, Topic, #{})),
-    %% The application env points nowhere: the EMQX config must win.
-    application:set_env(emqx_plugin_kafka_bridge, config, #{}),
-    {ok, _} = application:ensure_all_started(emqx_plugin_kafka_bridge),
-    publish(<<"c">>, <<"p/1">>, 1),
-    ?assertEqual([1], ids(consume(?config(broker, Config), Topic, 1, 5000))).
+    %% The application env points elsewhere: inside EMQX, EMQX's config wins.
+    application:set_env(emqx_plugin_kafka_bridge, config, #{<<"kafka">> => #{<<"bootstrap_servers">> => <<"127.0.0.1:1">>}}),
+    try
+        {ok, _} = application:ensure_all_started(emqx_plugin_kafka_bridge),
+        publish(<<"c">>, <<"p/1">>, 1),
+        ?assertEqual([1], ids(consume(?config(broker, Config), Topic, 1, 5000)))
+    after
+        application:unset_env(emqx_plugin_kafka_bridge, config)
+    end.
+
+%% Inside EMQX a config source that fails is an error that says so, never
+%% a silent fallback to the application env.
+config_source_failure_is_an_error(Config) ->
+    application:set_env(emqx_plugin_kafka_bridge, config, publish_config(Config, topic(Config), #{})),
+    emqx_plugins:set_config(list_to_binary(?NAME_VSN), not_a_map),
+    try
+        Result = application:ensure_all_started(emqx_plugin_kafka_bridge),
+        ct:log("~p", [Result]),
+        ?assertMatch({error, _}, Result),
+        ?assertNotEqual(nomatch, string:find(io_lib:format("~p", [Result]), "emqx_plugins_get_config"))
+    after
+        application:unset_env(emqx_plugin_kafka_bridge, config)
+    end.
 
 config_file_from_env_var(Config) ->
     Topic = topic(Config),
     File = filename:join(?config(priv_dir, Config), "bridge.config"),
     ok = file:write_file(File, io_lib:format("~p.~n", [publish_config(Config, Topic, #{})])),
     os:putenv("EMQX_KAFKA_BRIDGE_CONFIG", File),
-    application:set_env(emqx_plugin_kafka_bridge, config, #{}),
     {ok, _} = application:ensure_all_started(emqx_plugin_kafka_bridge),
     publish(<<"c">>, <<"p/1">>, 7),
     ?assertEqual([7], ids(consume(?config(broker, Config), Topic, 1, 5000))).
@@ -258,26 +287,136 @@ health_check_states(Config) ->
     ct:log("~s", [Full]),
     ?assertNotEqual(nomatch, binary:match(Full, <<"90%">>)).
 
+ctl(Args) ->
+    emqx_ctl:exit_status(["kafka_bridge" | Args]).
+
+%% `emqx ctl kafka_bridge ...' exits 0 when the command returns ok.
 ctl_commands(Config) ->
     Topic = topic(Config),
     Good = publish_config(Config, Topic, #{}),
-    ?assertMatch({match, _}, re:run(emqx_plugin_kafka_bridge_cli:cmd(["status"]), "running +: false")),
     {ok, _} = kafka_bridge_test_lib:start_bridge(Good),
-    ?assertMatch({match, _}, re:run(emqx_plugin_kafka_bridge_cli:cmd(["status"]), "running +: true")),
+    {0, Running} = ctl(["status"]),
+    ?assertMatch({match, _}, re:run(Running, "running +: true")),
     publish(<<"c">>, <<"ctl/1">>, 1),
     kafka_bridge_test_lib:wait_for_delivered(1, 5000),
-    Status = emqx_plugin_kafka_bridge_cli:cmd(["status"]),
+    {0, Status} = ctl(["status"]),
     ?assertMatch({match, _}, re:run(Status, "state +: connected")),
-    Metrics = emqx_plugin_kafka_bridge_cli:cmd(["metrics"]),
-    ?assertMatch({match, _}, re:run(Metrics, "delivered +: 1\n")),
-    %% reload re-reads the config source and applies it live.
+    ?assertMatch({match, _}, re:run(Status, "config_error +: none")),
+    {0, Metrics} = ctl(["metrics"]),
+    ct:log("~s", [Metrics]),
+    ?assertMatch({match, _}, re:run(Metrics, "\ndelivered +: 1\n")),
+    %% Names longer than 20 characters are printed whole.
+    ?assertMatch({match, _}, re:run(Metrics, "\nspool_corrupt_records +: 0\n")),
+    ?assertMatch({match, _}, re:run(Metrics, "\ndropped_spool_error +: 0\n")),
+    %% reload re-reads the config EMQX holds and applies it live.
     Other = topic(Config),
-    application:set_env(emqx_plugin_kafka_bridge, config, publish_config(Config, Other, #{})),
-    ?assertEqual(<<"reloaded\n">>, emqx_plugin_kafka_bridge_cli:cmd(["reload"])),
+    kafka_bridge_test_lib:set_plugin_config(publish_config(Config, Other, #{})),
+    ?assertEqual({0, <<"reloaded\n">>}, ctl(["reload"])),
     publish(<<"c">>, <<"ctl/1">>, 2),
     ?assertEqual([2], ids(consume(?config(broker, Config), Other, 1, 5000))),
-    application:set_env(emqx_plugin_kafka_bridge, config, #{<<"format">> => <<"csv">>}),
-    Failed = emqx_plugin_kafka_bridge_cli:cmd(["reload"]),
+    kafka_bridge_test_lib:set_plugin_config(#{<<"format">> => <<"csv">>}),
+    {1, Failed} = ctl(["reload"]),
     ?assertMatch({match, _}, re:run(Failed, "reload failed: .*bootstrap_servers")),
-    Usage = emqx_plugin_kafka_bridge_cli:cmd([]),
-    ?assertMatch({match, _}, re:run(Usage, "kafka_bridge status")).
+    {1, Usage} = ctl(["nonsense"]),
+    ?assertMatch({match, _}, re:run(Usage, "kafka_bridge status")),
+    %% emqx ctl's own help asks every command for its usage.
+    ok = emqx_plugin_kafka_bridge_cli:cmd(usage).
+
+%% The ctl command exists only while the bridge runs: registered after a
+%% successful start, never after a failed one, gone after stop.
+ctl_registered_only_while_running(Config) ->
+    ?assertEqual({error, cmd_not_found}, emqx_ctl:lookup_command(kafka_bridge)),
+    kafka_bridge_test_lib:set_plugin_config(#{<<"format">> => <<"csv">>}),
+    ?assertMatch({error, _}, application:ensure_all_started(emqx_plugin_kafka_bridge)),
+    ?assertEqual({error, cmd_not_found}, emqx_ctl:lookup_command(kafka_bridge)),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(publish_config(Config, topic(Config), #{})),
+    ?assertMatch({ok, _}, emqx_ctl:lookup_command(kafka_bridge)),
+    kafka_bridge_test_lib:stop_bridge(),
+    ?assertEqual({error, cmd_not_found}, emqx_ctl:lookup_command(kafka_bridge)).
+
+%% EMQX 6.0.3+ routes /api/v5/plugin_api/emqx_plugin_kafka_bridge/... to
+%% on_handle_api_call/4 with the method and the path's segments.
+plugin_api_calls(Config) ->
+    Topic = topic(Config),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(publish_config(Config, Topic, #{})),
+    publish(<<"c">>, <<"api/1">>, 1),
+    kafka_bridge_test_lib:wait_for_delivered(1, 5000),
+    Api = fun(Method, Path) -> emqx_plugin_kafka_bridge_app:on_handle_api_call(Method, Path, #{}, #{}) end,
+    {ok, 200, #{<<"content-type">> := <<"application/json">>}, Status} = Api(get, [<<"status">>]),
+    ?assertMatch(#{<<"state">> := <<"connected">>, <<"running">> := true, <<"config_error">> := <<"none">>}, Status),
+    {ok, 200, #{<<"content-type">> := <<"application/json">>}, Metrics} = Api(get, [<<"metrics">>]),
+    ?assertMatch(#{<<"delivered">> := 1, <<"delivery_latency_ms">> := #{<<"p50">> := _},
+                   <<"topics">> := #{Topic := #{<<"delivered">> := 1}}}, Metrics),
+    {ok, 200, #{<<"content-type">> := <<"text/plain", _/binary>>}, Text} = Api(get, [<<"metrics">>, <<"prometheus">>]),
+    ?assertMatch({match, _}, re:run(Text, "\nemqx_kafka_bridge_delivered_total 1\n")),
+    ?assertMatch({error, 405, _, _}, Api(post, [<<"status">>])),
+    ?assertEqual({error, not_found}, Api(get, [<<"nope">>])).
+
+%% EMQX 5.7-5.8 store a config the plugin cannot apply; the last good one
+%% keeps running and the error shows in the log, status, health and ctl
+%% until a valid one comes. e5.9+ honours the refusal.
+unappliable_config_keeps_last_good(Config) ->
+    Broker = ?config(broker, Config),
+    Name = list_to_binary(?NAME_VSN),
+    Topic = topic(Config),
+    Good = publish_config(Config, Topic, #{}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Good),
+    kafka_bridge_test_lib:capture_logs(),
+    Bads = [{kafka_bridge_test_lib:deep_merge(Good, #{<<"routes">> => [#{<<"filter">> => <<"#/x">>, <<"topic">> => Topic}]}),
+             <<"routes[1].filter">>},
+            {kafka_bridge_test_lib:deep_merge(Good, #{<<"kafka">> => #{<<"bootstrap_servers">> => <<>>}}),
+             <<"kafka.bootstrap_servers">>}],
+    lists:foldl(
+      fun({Bad, Key}, I) ->
+              ok = emqx_plugins:put_config(Name, Bad, undefined),
+              ?assertEqual({ok, Bad}, emqx_plugins:get_config(Name)),
+              publish(<<"c">>, <<"p/1">>, I),
+              ?assertEqual([I], ids(consume(Broker, Topic, I, 5000)) -- lists:seq(1, I - 1)),
+              #{config_error := Error} = emqx_plugin_kafka_bridge:status(),
+              ?assertNotEqual(nomatch, binary:match(Error, Key)),
+              {error, Health} = emqx_plugin_kafka_bridge_app:on_health_check(#{}),
+              ?assertNotEqual(nomatch, binary:match(Health, Key)),
+              {0, CtlStatus} = ctl(["status"]),
+              ?assertMatch({match, _}, re:run(CtlStatus, <<"config_error +: .*\\Q", Key/binary, "\\E">>)),
+              Logs = kafka_bridge_test_lib:captured_logs(),
+              ?assert(lists:any(fun(L) -> binary:match(L, Key) =/= nomatch end, Logs)),
+              I + 1
+      end, 1, Bads),
+    ok = emqx_plugins:put_config(Name, Good, undefined),
+    ?assertMatch(#{config_error := none}, emqx_plugin_kafka_bridge:status()),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> emqx_plugin_kafka_bridge_app:on_health_check(#{}) =:= ok end, 10000),
+    %% e5.9+: the refusal is returned and nothing is stored.
+    emqx_plugins:set_line(e5_9),
+    {Bad, _} = hd(Bads),
+    ?assertMatch({error, <<_/binary>>}, emqx_plugins:update_config(Name, Bad)),
+    ?assertEqual(Good, emqx_plugins:get_config(Name)).
+
+%% Every buffer.* key applies live, across modes, and no accepted event is
+%% lost on the way.
+buffer_changes_apply_live(Config) ->
+    Broker = ?config(broker, Config),
+    Name = list_to_binary(?NAME_VSN),
+    Topic = topic(Config),
+    Dir = list_to_binary(filename:join(?config(priv_dir, Config), binary_to_list(unique(<<"spool">>)))),
+    Memory = publish_config(Config, Topic, #{}),
+    Steps = [#{<<"buffer">> => #{<<"max_messages">> => 50000, <<"overflow">> => <<"drop_oldest">>}},
+             #{<<"buffer">> => #{<<"mode">> => <<"disk">>, <<"dir">> => Dir}},
+             #{<<"buffer">> => #{<<"mode">> => <<"hybrid">>, <<"max_bytes">> => 64 * 1024 * 1024}},
+             #{<<"buffer">> => #{<<"mode">> => <<"memory">>, <<"max_messages">> => 20000}}],
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Memory),
+    {Published, _} =
+        lists:foldl(
+          fun(Change, {N, Previous}) ->
+                  kafka_bridge_test_lib:publish_range(N + 1, N + 1000, <<"b/1">>),
+                  Next = kafka_bridge_test_lib:deep_merge(Previous, Change),
+                  ok = emqx_plugins:put_config(Name, Next, undefined),
+                  ?assertMatch(#{config_error := none}, emqx_plugin_kafka_bridge:status()),
+                  {N + 1000, Next}
+          end, {0, Memory}, Steps),
+    kafka_bridge_test_lib:publish_range(Published + 1, Published + 1000, <<"b/1">>),
+    Total = Published + 1000,
+    ?assertMatch(#{max_messages := 20000}, emqx_plugin_kafka_bridge:status()),
+    Metrics = kafka_bridge_test_lib:wait_for_delivered(Total, 30000),
+    ct:log("metrics: ~p", [Metrics]),
+    ?assertMatch(#{dropped := 0, failed := 0}, Metrics),
+    ?assertEqual(lists:seq(1, Total), lists:usort(ids(consume(Broker, Topic, Total, 5000)))).

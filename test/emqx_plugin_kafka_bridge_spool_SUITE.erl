@@ -109,7 +109,7 @@ start_peer(BridgeConfig) ->
     Ebin = filename:dirname(code:which(emqx_plugin_kafka_bridge)),
     TestEbin = filename:dirname(code:which(emqx_hooks)),
     {ok, Peer, _Node} = peer:start(#{connection => standard_io, args => ["-pa", Ebin, "-pa", TestEbin]}),
-    ok = peer:call(Peer, application, set_env, [emqx_plugin_kafka_bridge, config, BridgeConfig]),
+    ok = peer:call(Peer, kafka_bridge_test_lib, set_plugin_config, [BridgeConfig]),
     {ok, _} = peer:call(Peer, application, ensure_all_started, [emqx_plugin_kafka_bridge]),
     {Peer, peer:call(Peer, os, getpid, [])}.
 
@@ -184,7 +184,7 @@ hybrid_spills_during_outage(Config) ->
 unusable_dir_refuses_to_start(Config) ->
     Broker = down_broker(Config),
     Bad = bridge_config(Broker, <<"t">>, Config, #{<<"dir">> => <<"/proc/version/spool">>}),
-    application:set_env(emqx_plugin_kafka_bridge, config, Bad),
+    kafka_bridge_test_lib:set_plugin_config(Bad),
     Result = application:start(emqx_plugin_kafka_bridge),
     ct:log("~p", [Result]),
     {error, Reason} = Result,

@@ -6,7 +6,7 @@
 -export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
          bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1, ids/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
-         start_bridge/1, stop_bridge/0, config/2, wait_until/2, wait_for_delivered/2,
+         start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
          thread_count/0, publish_range/3]).
 
@@ -147,9 +147,17 @@ deep_merge(A, B) when is_map(A), is_map(B) ->
                       end
               end, A, B).
 
+%% @doc Starts the plugin with Config as the config EMQX holds for it.
 start_bridge(Config) ->
-    application:set_env(?APP, config, Config),
+    set_plugin_config(Config),
     application:ensure_all_started(?APP).
+
+%% @doc What emqx_plugins (the stand-in) returns as the plugin's config.
+set_plugin_config(Config) ->
+    emqx_plugins:set_config(name_vsn(), Config).
+
+name_vsn() ->
+    <<"emqx_plugin_kafka_bridge-0.1.0">>.
 
 stop_bridge() ->
     application:stop(?APP).
@@ -216,7 +224,7 @@ conn_info(ClientId) ->
       conn_mod => emqx_connection, proto_name => <<"MQTT">>, proto_ver => 5, clean_start => true,
       clientid => ClientId, username => <<"user-", ClientId/binary>>, conn_props => #{},
       connected_at => 1700000000123, keepalive => 60, receive_maximum => 32,
-      expiry_interval => 7200}.
+      expiry_interval => 7200000}.
 
 %% @doc A fresh name for a topic or client.
 unique(Prefix) ->

@@ -49,14 +49,8 @@ impl Bridge {
         let routing = Routing::compile(&config)?;
         crate::libc_malloc::tune();
         let buffer = &config.buffer;
-        let queue = match buffer.mode {
-            BufferMode::Memory => Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow),
-            // The spool thread takes records from this queue as they come;
-            // librdkafka holds the other half of the budget.
-            BufferMode::Disk | BufferMode::Hybrid => {
-                Queue::new((buffer.max_messages / 2).max(1), (buffer.max_bytes / 2).max(1), buffer.overflow)
-            }
-        };
+        let (max_messages, max_bytes) = queue_limits(buffer);
+        let queue = Queue::new(max_messages, max_bytes, buffer.overflow);
         let shared = Arc::new(Shared::new(buffer.mode, queue, logger));
         let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, topics_to_create(&config, &routing))?;
         Ok(Bridge {
@@ -121,48 +115,88 @@ impl Bridge {
         })
     }
 
-    /// Applies a new configuration live. Routing changes swap atomically;
-    /// a Kafka change starts a new producer and retires the old one.
+    /// Applies a new configuration live, every key included. Routing changes
+    /// swap atomically. A Kafka or `buffer.*` change (other than
+    /// `flush_timeout`) replaces the producer without losing an accepted
+    /// event: in memory mode the old producer hands back what it holds to
+    /// the queue, in disk and hybrid modes it leaves it in the spool.
+    /// If the new producer cannot start, the old settings keep running.
     pub fn reconfigure(&self, config: Config) -> Result<(), String> {
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        let old = &control.config;
-        if let Some(key) = changed_at_start_key(&old.buffer, &config.buffer) {
-            return Err(format!(
-                "buffer.{key}: applies at start only (every buffer key but flush_timeout does): \
-                 stop the plugin, change it, start it again"
-            ));
+        if !self.is_running() {
+            return Err("the bridge is stopped; a new config applies at its next start".into());
         }
         let routing = Routing::compile(&config)?;
-        if config.kafka != old.kafka && config.buffer.mode != BufferMode::Memory {
-            // One thread owns the spool: stop it (what it holds stays on
-            // disk) before the new producer opens the spool and replays.
-            if let Some(old_producer) = control.producer.take() {
-                old_producer.stop(Duration::from_millis(config.buffer.flush_timeout_ms));
+        let old = control.config.clone();
+        let flush_timeout = Duration::from_millis(config.buffer.flush_timeout_ms);
+        if config.kafka == old.kafka && !producer_settings_changed(&old.buffer, &config.buffer) {
+            self.routing.store(Arc::new(routing));
+        } else if old.buffer.mode == BufferMode::Memory && config.buffer.mode == BufferMode::Memory {
+            // The new producer starts before the old one retires, so the
+            // queue is drained all along.
+            self.apply_buffer_limits(&config.buffer);
+            let topics = topics_to_create(&config, &routing);
+            let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics)
+                .inspect_err(|_| self.apply_buffer_limits(&old.buffer))?;
+            self.routing.store(Arc::new(routing));
+            if let Some(old_producer) = control.producer.replace(new_producer) {
+                old_producer.retire(flush_timeout);
             }
+        } else {
+            // One thread at a time may own the spool: the old producer
+            // finishes before the new one opens the spool and replays it.
+            self.finish_producer(&mut control, &old.buffer, flush_timeout);
+            self.apply_buffer_limits(&config.buffer);
             let topics = topics_to_create(&config, &routing);
             match ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics) {
                 Ok(new_producer) => control.producer = Some(new_producer),
                 Err(error) => {
                     // Keep bridging with the old settings rather than none.
-                    let old = &control.config;
-                    let topics = topics_to_create(old, &Routing::compile(old)?);
+                    self.apply_buffer_limits(&old.buffer);
+                    let topics = topics_to_create(&old, &Routing::compile(&old)?);
                     control.producer = ProducerHandle::start(self.shared.clone(), &old.kafka, &old.buffer, topics).ok();
                     return Err(error);
                 }
             }
             self.routing.store(Arc::new(routing));
-        } else if config.kafka != old.kafka {
-            let topics = topics_to_create(&config, &routing);
-            let new_producer = ProducerHandle::start(self.shared.clone(), &config.kafka, &config.buffer, topics)?;
-            self.routing.store(Arc::new(routing));
-            if let Some(old_producer) = control.producer.replace(new_producer) {
-                old_producer.retire(Duration::from_millis(config.buffer.flush_timeout_ms));
+            if old.buffer.mode != BufferMode::Memory && config.buffer.mode == BufferMode::Memory {
+                self.note_spool_left_behind(&old.buffer);
             }
-        } else {
-            self.routing.store(Arc::new(routing));
         }
         control.config = config;
         Ok(())
+    }
+
+    /// Ends the running producer generation: a memory-mode one retires
+    /// (hands what it holds back to the queue), a spool one stops (what it
+    /// holds stays in the spool).
+    fn finish_producer(&self, control: &mut Control, buffer: &BufferConfig, flush_timeout: Duration) {
+        if let Some(producer) = control.producer.take() {
+            match buffer.mode {
+                BufferMode::Memory => producer.retire(flush_timeout),
+                BufferMode::Disk | BufferMode::Hybrid => producer.stop(flush_timeout),
+            }
+        }
+    }
+
+    fn apply_buffer_limits(&self, buffer: &BufferConfig) {
+        let (max_messages, max_bytes) = queue_limits(buffer);
+        self.shared.queue.set_limits(max_messages, max_bytes, buffer.overflow);
+        self.shared.set_mode(buffer.mode);
+    }
+
+    /// Memory mode never reads the spool: say what stays there and when it
+    /// is sent.
+    fn note_spool_left_behind(&self, old: &BufferConfig) {
+        let left = self.shared.metrics.spool_backlog_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if left > 0 {
+            let text = format!(
+                "kafka bridge: buffer.mode is now memory; {left} bytes of undelivered events stay in the spool \
+                 ({}) and are sent when disk or hybrid mode is on again",
+                old.spool.dir
+            );
+            self.shared.logger.limited(crate::log::Level::Warning, "spool-left", &text);
+        }
     }
 
     /// Stops accepting, flushes within `buffer.flush_timeout`, joins the
@@ -191,22 +225,21 @@ impl Drop for Bridge {
     }
 }
 
-/// The first buffer key, other than `flush_timeout`, that differs.
-fn changed_at_start_key(old: &BufferConfig, new: &BufferConfig) -> Option<&'static str> {
-    let (a, b) = (&old.spool, &new.spool);
-    [
-        ("max_messages", old.max_messages != new.max_messages),
-        ("max_bytes", old.max_bytes != new.max_bytes),
-        ("overflow", old.overflow != new.overflow),
-        ("mode", old.mode != new.mode),
-        ("dir", a.dir != b.dir),
-        ("segment_bytes", a.segment_bytes != b.segment_bytes),
-        ("max_disk_bytes", a.max_disk_bytes != b.max_disk_bytes),
-        ("fsync", a.fsync != b.fsync),
-        ("spill_after", a.spill_after_ms != b.spill_after_ms),
-    ]
-    .into_iter()
-    .find_map(|(key, changed)| changed.then_some(key))
+/// Whether a `buffer.*` change needs a new producer: every key but
+/// `flush_timeout` shapes librdkafka's share of the budget or the spool.
+fn producer_settings_changed(old: &BufferConfig, new: &BufferConfig) -> bool {
+    let ignoring_flush_timeout = BufferConfig { flush_timeout_ms: old.flush_timeout_ms, ..new.clone() };
+    *old != ignoring_flush_timeout
+}
+
+/// The queue's share of the budget. In disk and hybrid modes the spool
+/// thread takes records from the queue as they come, and librdkafka holds
+/// the other half.
+fn queue_limits(buffer: &BufferConfig) -> (usize, usize) {
+    match buffer.mode {
+        BufferMode::Memory => (buffer.max_messages, buffer.max_bytes),
+        BufferMode::Disk | BufferMode::Hybrid => ((buffer.max_messages / 2).max(1), (buffer.max_bytes / 2).max(1)),
+    }
 }
 
 /// The fixed topic names to create, when `kafka.create_topics` is on.

@@ -190,6 +190,18 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         }
     }
 
+    /// An integer term of milliseconds as whole seconds (as `div 1000`);
+    /// anything else as `term_entry`.
+    fn seconds_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
+        match term.map(|t| t.decode::<i64>()) {
+            Some(Ok(ms)) => {
+                self.int_entry(key, ms / 1000);
+                Ok(())
+            }
+            _ => self.term_entry(key, term),
+        }
+    }
+
     /// An integer term (a QoS, a port) as it is; anything else as `term_entry`.
     fn int_term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
         match term.map(|t| t.decode::<i64>()) {
@@ -257,7 +269,8 @@ fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut 
                 map.term_entry("proto_ver", field(conn, atoms::proto_ver()))?;
                 map.term_entry("keepalive", field(conn, atoms::keepalive()))?;
                 map.term_entry("clean_start", field(conn, atoms::clean_start()))?;
-                map.term_entry("expiry_interval", field(conn, atoms::expiry_interval()))?;
+                // ConnInfo holds milliseconds; the rule engine reports seconds.
+                map.seconds_entry("expiry_interval", field(conn, atoms::expiry_interval()))?;
                 map.term_entry("connected_at", field(conn, atoms::connected_at()))?;
                 map.term_entry("is_bridge", field(client, atoms::is_bridge()))?;
             } else {

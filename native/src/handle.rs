@@ -17,22 +17,42 @@ use crate::bridge::Bridge;
 
 static BRIDGE_TYPE: AtomicPtr<ErlNifResourceType> = AtomicPtr::new(ptr::null_mut());
 
+/// The resource type's name is unique to this copy of the library in the
+/// VM (it holds the address of `BRIDGE_TYPE`). A reload from the same file
+/// reuses the loaded copy, takes its own type over, and a running bridge
+/// stays reachable from the new module code. Another copy (a new plugin
+/// version installed over the old) has its own statics and allocator, so it
+/// opens a type of its own and leaves the old bridges to the old copy's
+/// destructor (the library is never unmapped: `-z nodelete`).
+fn type_name() -> std::ffi::CString {
+    let name = format!("kafka_bridge_{:x}", &BRIDGE_TYPE as *const _ as usize);
+    std::ffi::CString::new(name).unwrap_or_default()
+}
+
 /// Opens the resource type; called from the library's load callback.
 pub fn open_type(env: Env) -> bool {
-    let mut tried = ErlNifResourceFlags::ERL_NIF_RT_CREATE;
-    // SAFETY: called during load, with the load environment.
+    open(env, ErlNifResourceFlags::ERL_NIF_RT_CREATE)
+}
+
+/// Called from the upgrade callback: takes over this copy's type when an
+/// older module instance opened it, else creates it.
+pub fn take_over_type(env: Env) -> bool {
+    open(env, ErlNifResourceFlags::ERL_NIF_RT_TAKEOVER) || open(env, ErlNifResourceFlags::ERL_NIF_RT_CREATE)
+}
+
+fn open(env: Env, flags: ErlNifResourceFlags) -> bool {
+    let mut tried = flags;
+    let name = type_name();
+    // SAFETY: called during load or upgrade, with that call's environment;
+    // ERTS copies the name into an atom.
     let resource_type = unsafe {
-        sys::enif_open_resource_type(
-            env.as_c_arg(),
-            ptr::null(),
-            c"kafka_bridge".as_ptr(),
-            Some(destructor),
-            ErlNifResourceFlags::ERL_NIF_RT_CREATE,
-            &mut tried,
-        )
+        sys::enif_open_resource_type(env.as_c_arg(), ptr::null(), name.as_ptr(), Some(destructor), flags, &mut tried)
     };
+    if resource_type.is_null() {
+        return false;
+    }
     BRIDGE_TYPE.store(resource_type as *mut _, Ordering::Release);
-    !resource_type.is_null()
+    true
 }
 
 /// Runs when the VM frees the resource: a bridge collected without a stop

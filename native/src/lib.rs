@@ -14,6 +14,7 @@ mod handoff;
 mod libc_malloc;
 mod log;
 mod metrics;
+mod nif_entry;
 mod peerhost;
 mod plain_text;
 mod producer;
@@ -281,11 +282,6 @@ fn noop(_term: Term) -> Atom {
     atoms::ok()
 }
 
-rustler::init!("emqx_plugin_kafka_bridge_nif", load = load);
-
-fn load(env: Env, _info: Term) -> bool {
-    handle::open_type(env)
-}
 
 #[cfg(test)]
 mod test_stubs;

@@ -35,7 +35,8 @@ const BATCH: usize = 1024;
 
 /// State shared by the hooks, every producer generation and the NIF calls.
 pub struct Shared {
-    pub mode: BufferMode,
+    /// The buffer mode, as `buffer_mode_code`; a live change sets it.
+    mode: AtomicU8,
     pub metrics: Metrics,
     pub queue: Queue,
     pub status: Status,
@@ -45,16 +46,32 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(mode: BufferMode, queue: Queue, logger: Logger) -> Shared {
-        Shared { mode, metrics: Metrics::default(), queue, status: Status::default(), logger, epoch: Instant::now() }
+        Shared {
+            mode: AtomicU8::new(buffer_mode_code(mode)),
+            metrics: Metrics::default(),
+            queue,
+            status: Status::default(),
+            logger,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn set_mode(&self, mode: BufferMode) {
+        self.mode.store(buffer_mode_code(mode), SeqCst);
+    }
+
+    fn is_memory_mode(&self) -> bool {
+        self.mode.load(SeqCst) == buffer_mode_code(BufferMode::Memory)
     }
 
     /// Records the bridge holds that librdkafka does not have yet.
     pub fn queue_len(&self) -> u64 {
-        match self.mode {
+        if self.is_memory_mode() {
             // The queue's budget also covers what librdkafka holds.
-            BufferMode::Memory => (self.queue.held() as u64).saturating_sub(self.metrics.inflight.load(Relaxed)),
+            (self.queue.held() as u64).saturating_sub(self.metrics.inflight.load(Relaxed))
+        } else {
             // The queue only holds what the spool thread has not taken yet.
-            BufferMode::Disk | BufferMode::Hybrid => self.queue.held() as u64,
+            self.queue.held() as u64
         }
     }
 
@@ -69,6 +86,14 @@ impl Shared {
 
     fn millis_since_epoch(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+fn buffer_mode_code(mode: BufferMode) -> u8 {
+    match mode {
+        BufferMode::Memory => 0,
+        BufferMode::Disk => 1,
+        BufferMode::Hybrid => 2,
     }
 }
 

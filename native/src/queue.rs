@@ -4,7 +4,7 @@
 //! cover this queue plus what librdkafka still holds, so memory stays
 //! bounded during a broker outage. Pushing never blocks.
 
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,9 +85,15 @@ pub struct Queue {
     tx: Sender<Record>,
     rx: Receiver<Record>,
     budget: Budget,
-    max_bytes: usize,
-    max_messages: usize,
-    overflow: Overflow,
+    limits: Limits,
+}
+
+/// The budget's limits and overflow policy. Atomics only so that a live
+/// `buffer.*` change can set them; each is read with a plain load.
+struct Limits {
+    max_bytes: AtomicUsize,
+    max_messages: AtomicUsize,
+    drop_oldest: AtomicBool,
 }
 
 /// What both the hooks and the producer write, on a cache line of its own
@@ -112,7 +118,21 @@ impl Queue {
         // preallocate all max_messages slots up front (~100 B each); the list
         // flavour allocates as it fills, so memory follows what is held.
         let (tx, rx) = crossbeam_channel::unbounded();
-        Queue { tx, rx, budget: Budget::default(), max_bytes, max_messages, overflow }
+        let limits = Limits {
+            max_bytes: AtomicUsize::new(max_bytes),
+            max_messages: AtomicUsize::new(max_messages),
+            drop_oldest: AtomicBool::new(overflow == Overflow::DropOldest),
+        };
+        Queue { tx, rx, budget: Budget::default(), limits }
+    }
+
+    /// New limits for the records to come (a live `buffer.*` change). What
+    /// the queue holds stays: a smaller budget only refuses or evicts on the
+    /// next pushes, each counted as a drop.
+    pub fn set_limits(&self, max_messages: usize, max_bytes: usize, overflow: Overflow) {
+        self.limits.max_bytes.store(max_bytes, Relaxed);
+        self.limits.max_messages.store(max_messages, Relaxed);
+        self.limits.drop_oldest.store(overflow == Overflow::DropOldest, Relaxed);
     }
 
     pub fn receiver(&self) -> &Receiver<Record> {
@@ -137,7 +157,7 @@ impl Queue {
                     }
                 }
             }
-            if self.overflow == Overflow::DropNew || !self.evict_oldest(metrics) {
+            if !self.limits.drop_oldest.load(Relaxed) || !self.evict_oldest(metrics) {
                 break;
             }
         }
@@ -160,7 +180,7 @@ impl Queue {
     fn reserve(&self, size: usize) -> bool {
         let before = self.budget.bytes.fetch_add(size, Relaxed);
         let held_before = self.budget.records.fetch_add(1, Relaxed);
-        if before + size > self.max_bytes || held_before >= self.max_messages {
+        if before + size > self.max_bytes() || held_before >= self.max_messages() {
             self.release(size);
             return false;
         }
@@ -202,11 +222,11 @@ impl Queue {
     }
 
     pub fn max_bytes(&self) -> usize {
-        self.max_bytes
+        self.limits.max_bytes.load(Relaxed)
     }
 
     pub fn max_messages(&self) -> usize {
-        self.max_messages
+        self.limits.max_messages.load(Relaxed)
     }
 }
 

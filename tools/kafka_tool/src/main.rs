@@ -13,6 +13,9 @@
 //!   writes FILE's JSON to OUT_FILE as one term in the external term format
 //!   (OTP 25 has no JSON module).
 //!
+//! `kafka_tool hocon-term FILE OUT_FILE`
+//!   the same for a HOCON file (config.hocon), for the EMQX stand-in.
+//!
 //! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
 //!   the benchmark's baseline: sends COUNT records whose values are the
 //!   lines of FILE (cycled), keyed like the bridge, with the given librdkafka
@@ -36,8 +39,9 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("consume") if args.len() == 6 => consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5]),
         Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
+        Some("hocon-term") if args.len() == 3 => hocon_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
-        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE OUT \
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE OUT | hocon-term FILE OUT \
                   | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]"
             .into()),
     };
@@ -114,8 +118,34 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> 
 fn json_term(file: &str, out: &str) -> Result<(), String> {
     let text = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?;
+    write_term(&value, out)
+}
+
+fn hocon_term(file: &str, out: &str) -> Result<(), String> {
+    let hocon = hocon::HoconLoader::new().load_file(file).and_then(|l| l.hocon()).map_err(|e| format!("{file}: {e}"))?;
+    write_term(&hocon_json(hocon).map_err(|e| format!("{file}: {e}"))?, out)
+}
+
+fn hocon_json(value: hocon::Hocon) -> Result<serde_json::Value, String> {
+    use hocon::Hocon;
+    use serde_json::Value;
+    Ok(match value {
+        Hocon::Real(f) => f.into(),
+        Hocon::Integer(i) => i.into(),
+        Hocon::String(s) => s.into(),
+        Hocon::Boolean(b) => b.into(),
+        Hocon::Null => Value::Null,
+        Hocon::Array(items) => Value::Array(items.into_iter().map(hocon_json).collect::<Result<_, _>>()?),
+        Hocon::Hash(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| Ok((k, hocon_json(v)?))).collect::<Result<_, String>>()?)
+        }
+        Hocon::BadValue(e) => return Err(e.to_string()),
+    })
+}
+
+fn write_term(value: &serde_json::Value, out: &str) -> Result<(), String> {
     let mut term = etf::Etf::new();
-    term.json(&value);
+    term.json(value);
     std::fs::write(out, term.0).map_err(|e| format!("{out}: {e}"))
 }
 
