@@ -28,7 +28,7 @@
 
 -export([get_config/1, get_config/3, put_config/3, update_config/2,
          ensure_installed/1, ensure_uninstalled/1, ensure_enabled/1, ensure_disabled/1,
-         ensure_started/0, ensure_started/1, ensure_stopped/1, restart/1, running_status/1]).
+         ensure_started/0, ensure_started/1, ensure_stopped/0, ensure_stopped/1, restart/1, running_status/1]).
 %% Test-only controls.
 -export([set_config/2, set_line/1, set_dirs/2, boot/0]).
 
@@ -228,6 +228,11 @@ start_app(App) ->
             exit(Pid, kill),
             throw(#{msg => "failed_to_start_plugin_app", app => App, reason => timeout})
     end.
+
+%% @doc Every enabled plugin (node shutdown).
+ensure_stopped() ->
+    [ensure_stopped(NameVsn) || {NameVsn, true} <- states()],
+    ok.
 
 ensure_stopped(NameVsn) ->
     try lists:foreach(fun stop_app/1, [App || {App, _} <- rel_apps(NameVsn)])

@@ -1,0 +1,270 @@
+%% @doc The packaged plugin driven the way an EMQX operator drives it, in a
+%% fresh VM whose code path holds only OTP and the EMQX stand-ins of test/:
+%% install, configure, enable, start, stop/start 20 times, restart, a node
+%% restart, a config the plugin cannot apply, a fixed config, a new version
+%% installed over the running one, uninstall.
+%%
+%% The stand-ins follow EMQX 5.8.9 (emqx_plugins, emqx_ctl, emqx_hooks; see
+%% ../shared/emqx-plugin-api.md, "Verified against EMQX 5.8.9"): starts
+%% purge and reload every beam, stops soft-purge and unload, config updates
+%% are stored whatever the plugin answers, only enabled plugins start at
+%% boot, ctl exits 0 only on `ok'. The cases run in order on one node; after
+%% each step events published through the hooks reach Kafka (checked by id),
+%% each hook is registered once, and the VM's thread count does not grow.
+-module(emqx_plugin_kafka_bridge_lifecycle_SUITE).
+
+-compile([export_all, nowarn_export_all]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(kafka_bridge_test_lib, [consume/4, ids/1, unique/1, deep_merge/2]).
+
+-define(NAME, "emqx_plugin_kafka_bridge").
+-define(V1, <<"emqx_plugin_kafka_bridge-0.1.0">>).
+-define(V2, <<"emqx_plugin_kafka_bridge-0.1.1">>).
+-define(HOOKS, ['client.connected', 'client.disconnected', 'session.subscribed',
+                'session.unsubscribed', 'message.publish']).
+
+all() ->
+    [{group, operator}].
+
+groups() ->
+    [{operator, [sequence],
+      [install_loads_the_default_config, configure_enable_start, stop_start_twenty_times,
+       restart, node_restart_starts_only_enabled, start_with_kafka_unreachable,
+       unappliable_config, fixed_config, new_version_over_the_old, uninstall]}].
+
+init_per_suite(Config) ->
+    Priv = ?config(priv_dir, Config),
+    Broker = kafka_bridge_test_lib:start_broker(filename:join(Priv, "broker")),
+    Topic = unique(<<"lifecycle">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    InstallDir = filename:join(Priv, "plugins"),
+    DataDir = filename:join(Priv, "data"),
+    ok = filelib:ensure_dir(filename:join(InstallDir, "x")),
+    ok = filelib:ensure_dir(filename:join(DataDir, "x")),
+    {ok, _} = file:copy(tarball(), filename:join(InstallDir, binary_to_list(?V1) ++ ".tar.gz")),
+    ok = next_version_tarball(InstallDir),
+    [{broker, Broker}, {topic, Topic}, {dirs, {InstallDir, DataDir}} | Config].
+
+end_per_suite(Config) ->
+    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+
+init_per_group(operator, Config) ->
+    Node = start_node(Config),
+    persistent_term:put({?MODULE, node}, Node),
+    persistent_term:put({?MODULE, next_id}, 1),
+    Config.
+
+end_per_group(operator, _Config) ->
+    catch peer:stop(plugin_node()),
+    ok.
+
+tarball() ->
+    filename:join([kafka_bridge_test_lib:project_root(), "_build", "plugins", ?NAME "-0.1.0.tar.gz"]).
+
+%% The same package as 0.1.1: what an operator installs over 0.1.0.
+next_version_tarball(InstallDir) ->
+    Work = filename:join(InstallDir, "repack"),
+    ok = erl_tar:extract(tarball(), [{cwd, Work}, compressed]),
+    Old = filename:join(Work, binary_to_list(?V1)),
+    New = filename:join(Work, binary_to_list(?V2)),
+    ok = file:rename(Old, New),
+    ok = file:rename(filename:join(New, binary_to_list(?V1)), filename:join(New, binary_to_list(?V2))),
+    Replace = fun(File, From, To) ->
+                      {ok, Bin} = file:read_file(File),
+                      ok = file:write_file(File, binary:replace(Bin, From, To, [global]))
+              end,
+    Replace(filename:join(New, "release.json"), <<"0.1.0">>, <<"0.1.1">>),
+    Replace(filename:join([New, binary_to_list(?V2), "ebin", ?NAME ".app"]), <<"\"0.1.0\"">>, <<"\"0.1.1\"">>),
+    ok = erl_tar:create(filename:join(InstallDir, binary_to_list(?V2) ++ ".tar.gz"),
+                        [{binary_to_list(?V2), New}], [compressed]),
+    file:del_dir_r(Work).
+
+%%--------------------------------------------------------------------
+%% The node
+%%--------------------------------------------------------------------
+
+%% A VM with OTP and the stand-ins only; the plugin comes from the package.
+start_node(Config) ->
+    TestEbin = filename:dirname(code:which(emqx_plugins)),
+    {ok, Peer, _} = peer:start(#{connection => standard_io, args => ["-pa", TestEbin]}),
+    {InstallDir, DataDir} = ?config(dirs, Config),
+    ok = peer:call(Peer, emqx_plugins, set_dirs, [InstallDir, DataDir]),
+    %% The spool and anything else relative lands in the data dir.
+    ok = peer:call(Peer, file, set_cwd, [DataDir]),
+    Peer.
+
+plugin_node() -> persistent_term:get({?MODULE, node}).
+
+call(M, F, A) -> peer:call(plugin_node(), M, F, A, 60000).
+
+%% What a node shutdown does: EMQX stops the enabled plugins, then halts.
+restart_node(Config) ->
+    ok = call(emqx_plugins, ensure_stopped, []),
+    peer:stop(plugin_node()),
+    Node = start_node(Config),
+    persistent_term:put({?MODULE, node}, Node),
+    ok = call(emqx_plugins, boot, []).
+
+%%--------------------------------------------------------------------
+%% Checks after each step
+%%--------------------------------------------------------------------
+
+operator_config(Config) ->
+    kafka_bridge_test_lib:config(?config(broker, Config),
+                                 #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => ?config(topic, Config)}},
+                                   <<"buffer">> => #{<<"flush_timeout">> => 5000}}).
+
+%% Publishes 50 new ids through the node's hooks; all must reach Kafka.
+traffic_arrives(Config) ->
+    From = persistent_term:get({?MODULE, next_id}),
+    To = From + 49,
+    persistent_term:put({?MODULE, next_id}, To + 1),
+    ok = call(kafka_bridge_test_lib, publish_range, [From, To, <<"life/1">>]),
+    Ids = lists:usort(ids(consume(?config(broker, Config), ?config(topic, Config), To, 3000))),
+    ?assertEqual([], lists:seq(1, To) -- Ids).
+
+hooks_registered_once() ->
+    [?assertMatch({H, [_]}, {H, call(emqx_hooks, lookup, [H])}) || H <- ?HOOKS],
+    ok.
+
+no_hooks() ->
+    [?assertEqual({H, []}, {H, call(emqx_hooks, lookup, [H])}) || H <- ?HOOKS],
+    ok.
+
+running_version() ->
+    case lists:keyfind(emqx_plugin_kafka_bridge, 1, call(application, which_applications, [])) of
+        {_, _, Vsn} -> Vsn;
+        false -> not_running
+    end.
+
+threads() -> call(kafka_bridge_test_lib, thread_count, []).
+
+ctl(Args) -> call(emqx_ctl, exit_status, [["kafka_bridge" | Args]]).
+
+running_and_bridging(Config) ->
+    ?assertEqual(running, call(emqx_plugins, running_status, [?V1])),
+    hooks_registered_once(),
+    ?assertMatch({0, _}, ctl(["status"])),
+    traffic_arrives(Config).
+
+%%--------------------------------------------------------------------
+%% Steps
+%%--------------------------------------------------------------------
+
+install_loads_the_default_config(_Config) ->
+    ok = call(emqx_plugins, ensure_installed, [?V1]),
+    {ok, Defaults} = call(emqx_plugins, get_config, [?V1]),
+    ?assertMatch(#{<<"kafka">> := #{<<"bootstrap_servers">> := <<"127.0.0.1:9092">>}}, Defaults),
+    ?assertEqual(stopped, call(emqx_plugins, running_status, [?V1])),
+    %% Nothing is loaded before a start.
+    ?assertEqual(false, call(code, is_loaded, [emqx_plugin_kafka_bridge_nif])).
+
+configure_enable_start(Config) ->
+    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    ok = call(emqx_plugins, ensure_enabled, [?V1]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    running_and_bridging(Config),
+    {0, Status} = ctl(["status"]),
+    ?assertMatch({match, _}, re:run(Status, "state +: connected")).
+
+stop_start_twenty_times(Config) ->
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    Baseline = threads(),
+    lists:foreach(fun(I) ->
+                          ok = call(emqx_plugins, ensure_stopped, [?V1]),
+                          no_hooks(),
+                          ?assertEqual({error, cmd_not_found}, call(emqx_ctl, lookup_command, [kafka_bridge])),
+                          ?assertEqual(ok, call(emqx_plugins, ensure_started, [?V1]), {cycle, I}),
+                          running_and_bridging(Config)
+                  end, lists:seq(1, 20)),
+    ct:comment("threads: ~b after the first restart, ~b after 20 more", [Baseline, threads()]),
+    ?assert(threads() =< Baseline).
+
+restart(Config) ->
+    ok = call(emqx_plugins, restart, [?V1]),
+    running_and_bridging(Config).
+
+node_restart_starts_only_enabled(Config) ->
+    restart_node(Config),
+    running_and_bridging(Config),
+    ok = call(emqx_plugins, ensure_disabled, [?V1]),
+    restart_node(Config),
+    ?assertEqual(stopped, call(emqx_plugins, running_status, [?V1])),
+    ok = call(emqx_plugins, ensure_enabled, [?V1]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    running_and_bridging(Config).
+
+%% EMQX gives a start 10 s; with Kafka unreachable (and topics to create)
+%% the start still returns at once and the bridge reports why it waits.
+start_with_kafka_unreachable(Config) ->
+    Nowhere = iolist_to_binary(["127.0.0.1:", integer_to_list(kafka_bridge_test_lib:free_port())]),
+    Unreachable = deep_merge(operator_config(Config),
+                             #{<<"kafka">> => #{<<"bootstrap_servers">> => Nowhere, <<"create_topics">> => true},
+                               <<"buffer">> => #{<<"flush_timeout">> => 0}}),
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    ok = call(emqx_plugins, put_config, [?V1, Unreachable, undefined]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    hooks_registered_once(),
+    ?assertNotMatch(#{state := connected}, call(emqx_plugin_kafka_bridge, status, [])),
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    running_and_bridging(Config).
+
+%% 5.8 stores it; the running bridge keeps the last good config and says so.
+%% The next start reads the stored one and fails, naming the key.
+unappliable_config(Config) ->
+    Bad = deep_merge(operator_config(Config), #{<<"routes">> => [#{<<"filter">> => <<"a/#/b">>}]}),
+    ok = call(emqx_plugins, put_config, [?V1, Bad, undefined]),
+    running_and_bridging(Config),
+    #{config_error := Error} = call(emqx_plugin_kafka_bridge, status, []),
+    ?assertNotEqual(nomatch, binary:match(Error, <<"routes[1].filter">>)),
+    {error, Health} = call(emqx_plugin_kafka_bridge_app, on_health_check, [#{}]),
+    ?assertNotEqual(nomatch, binary:match(Health, <<"routes[1].filter">>)),
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    {error, #{reason := Reason}} = call(emqx_plugins, ensure_started, [?V1]),
+    ?assertNotEqual(nomatch, string:find(io_lib:format("~p", [Reason]), "routes[1].filter")),
+    no_hooks(),
+    ?assertEqual({error, cmd_not_found}, call(emqx_ctl, lookup_command, [kafka_bridge])).
+
+fixed_config(Config) ->
+    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    running_and_bridging(Config),
+    ?assertMatch(#{config_error := none}, call(emqx_plugin_kafka_bridge, status, [])).
+
+%% EMQX leaves a running app of another version alone; once the old one is
+%% stopped, the new one starts from its own package and library.
+new_version_over_the_old(Config) ->
+    ok = call(emqx_plugins, ensure_installed, [?V2]),
+    ok = call(emqx_plugins, ensure_started, [?V2]),
+    ?assertEqual("0.1.0", running_version()),
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    ok = call(emqx_plugins, ensure_disabled, [?V1]),
+    ok = call(emqx_plugins, ensure_enabled, [?V2]),
+    ok = call(emqx_plugins, ensure_started, [?V2]),
+    ?assertEqual("0.1.1", running_version()),
+    hooks_registered_once(),
+    Nif = call(code, which, [emqx_plugin_kafka_bridge_nif]),
+    ?assertNotEqual(nomatch, string:find(Nif, binary_to_list(?V2) ++ "/")),
+    ?assertMatch({0, _}, ctl(["status"])),
+    traffic_arrives(Config),
+    restart_node(Config),
+    ?assertEqual("0.1.1", running_version()),
+    traffic_arrives(Config).
+
+uninstall(Config) ->
+    ?assertMatch({error, #{hint := "stop_the_plugin_first"}}, call(emqx_plugins, ensure_uninstalled, [?V2])),
+    ok = call(emqx_plugins, ensure_stopped, [?V2]),
+    ?assertMatch({error, #{hint := "disable_the_plugin_first"}}, call(emqx_plugins, ensure_uninstalled, [?V2])),
+    ok = call(emqx_plugins, ensure_disabled, [?V2]),
+    ok = call(emqx_plugins, ensure_uninstalled, [?V2]),
+    ok = call(emqx_plugins, ensure_uninstalled, [?V1]),
+    no_hooks(),
+    {InstallDir, _} = ?config(dirs, Config),
+    ?assertNot(filelib:is_dir(filename:join(InstallDir, binary_to_list(?V1)))),
+    ?assertNot(filelib:is_dir(filename:join(InstallDir, binary_to_list(?V2)))).
