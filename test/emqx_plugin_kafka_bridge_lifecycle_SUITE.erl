@@ -92,6 +92,8 @@ start_node(Config) ->
     {ok, Peer, _} = peer:start(#{connection => standard_io, args => ["-pa", TestEbin]}),
     {InstallDir, DataDir} = ?config(dirs, Config),
     ok = peer:call(Peer, emqx_plugins, set_dirs, [InstallDir, DataDir]),
+    %% Where the stand-in finds kafka_tool (it parses config.hocon).
+    true = peer:call(Peer, os, putenv, ["PROJECT_ROOT", kafka_bridge_test_lib:project_root()]),
     %% The spool and anything else relative lands in the data dir.
     ok = peer:call(Peer, file, set_cwd, [DataDir]),
     Peer.
@@ -144,9 +146,12 @@ threads() -> call(kafka_bridge_test_lib, thread_count, []).
 
 ctl(Args) -> call(emqx_ctl, exit_status, [["kafka_bridge" | Args]]).
 
+producer_threads() -> call(kafka_bridge_test_lib, producer_threads, []).
+
 running_and_bridging(Config) ->
     ?assertEqual(running, call(emqx_plugins, running_status, [?V1])),
     hooks_registered_once(),
+    ?assertEqual(1, producer_threads()),
     ?assertMatch({0, _}, ctl(["status"])),
     traffic_arrives(Config).
 
@@ -177,6 +182,7 @@ stop_start_twenty_times(Config) ->
     lists:foreach(fun(I) ->
                           ok = call(emqx_plugins, ensure_stopped, [?V1]),
                           no_hooks(),
+                          ?assertEqual(0, producer_threads()),
                           ?assertEqual({error, cmd_not_found}, call(emqx_ctl, lookup_command, [kafka_bridge])),
                           ?assertEqual(ok, call(emqx_plugins, ensure_started, [?V1]), {cycle, I}),
                           running_and_bridging(Config)

@@ -18,10 +18,13 @@ all() ->
      config_file_from_env_var, config_changes_are_validated, unappliable_config_keeps_last_good,
      buffer_changes_apply_live, hot_reload_routes_loses_nothing,
      hot_reload_enables_and_disables_hooks, hot_reload_broker_address, health_check_states,
-     ctl_commands, ctl_registered_only_while_running, plugin_api_calls].
+     ctl_commands, ctl_registered_only_while_running, plugin_api_calls,
+     nif_reload_keeps_the_running_bridge].
 
 init_per_suite(Config) ->
-    Broker = kafka_bridge_test_lib:start_broker(filename:join(?config(priv_dir, Config), "broker")),
+    Priv = ?config(priv_dir, Config),
+    emqx_plugins:set_dirs(filename:join(Priv, "plugins"), filename:join(Priv, "data")),
+    Broker = kafka_bridge_test_lib:start_broker(filename:join(Priv, "broker")),
     [{broker, Broker} | Config].
 
 end_per_suite(Config) ->
@@ -172,8 +175,7 @@ config_changes_are_validated(Config) ->
              {#{<<"routes">> => [#{<<"filter">> => <<"#/x">>}]}, <<"routes[1].filter">>},
              {#{<<"events">> => #{<<"message_acked">> => #{<<"topic">> => <<"${nope}">>}}}, <<"events.message_acked.topic">>},
              {#{<<"kafka">> => #{<<"properties">> => #{<<"acks">> => <<"most">>}}}, <<"kafka.properties.acks">>},
-             {#{<<"buffer">> => #{<<"max_bytes">> => 12}}, <<"buffer.max_bytes">>},
-             {#{<<"buffer">> => #{<<"max_bytes">> => 1048576}}, <<"buffer.max_bytes">>}],
+             {#{<<"buffer">> => #{<<"max_bytes">> => 12}}, <<"buffer.max_bytes">>}],
     lists:foreach(fun({Change, Key}) ->
                           Result = emqx_plugin_kafka_bridge_app:on_config_changed(
                                      Good, kafka_bridge_test_lib:deep_merge(Good, Change)),
@@ -304,7 +306,7 @@ ctl_commands(Config) ->
     ?assertMatch({match, _}, re:run(Status, "config_error +: none")),
     {0, Metrics} = ctl(["metrics"]),
     ct:log("~s", [Metrics]),
-    ?assertMatch({match, _}, re:run(Metrics, "\ndelivered +: 1\n")),
+    ?assertMatch({match, _}, re:run(Metrics, "(^|\n)delivered +: 1\n")),
     %% Names longer than 20 characters are printed whole.
     ?assertMatch({match, _}, re:run(Metrics, "\nspool_corrupt_records +: 0\n")),
     ?assertMatch({match, _}, re:run(Metrics, "\ndropped_spool_error +: 0\n")),
@@ -420,3 +422,22 @@ buffer_changes_apply_live(Config) ->
     ct:log("metrics: ~p", [Metrics]),
     ?assertMatch(#{dropped := 0, failed := 0}, Metrics),
     ?assertEqual(lists:seq(1, Total), lists:usort(ids(consume(Broker, Topic, Total, 5000)))).
+
+%% EMQX's start (and a hot patch) purge and reload every beam, the NIF
+%% module included, while an older instance may hold the library: the
+%% library's upgrade callback must accept it, and a running bridge stays
+%% reachable from the new code.
+nif_reload_keeps_the_running_bridge(Config) ->
+    Topic = topic(Config),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(publish_config(Config, Topic, #{})),
+    [begin
+         _ = code:purge(emqx_plugin_kafka_bridge_nif),
+         ?assertEqual({module, emqx_plugin_kafka_bridge_nif}, code:load_file(emqx_plugin_kafka_bridge_nif)),
+         publish(<<"c">>, <<"reload/1">>, I)
+     end || I <- lists:seq(1, 3)],
+    ?assertEqual([1, 2, 3], lists:sort(ids(consume(?config(broker, Config), Topic, 3, 5000)))),
+    ?assertMatch(#{running := true, state := connected}, emqx_plugin_kafka_bridge:status()),
+    ?assertEqual(1, kafka_bridge_test_lib:producer_threads()),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    ?assertEqual(0, kafka_bridge_test_lib:producer_threads()),
+    ?assertMatch(#{running := false}, emqx_plugin_kafka_bridge:status()).

@@ -121,8 +121,8 @@ update_config(NameVsn0, Config) ->
 %% Packages
 %%--------------------------------------------------------------------
 
-%% @doc Unpacks InstallDir/NameVsn.tar.gz; the shipped config.hocon becomes
-%% the config unless one is stored already.
+%% @doc Unpacks InstallDir/NameVsn.tar.gz; the stored config (of any
+%% version) is loaded, else the shipped config.hocon becomes the config.
 ensure_installed(NameVsn0) ->
     NameVsn = str(NameVsn0),
     {InstallDir, _} = dirs(),
@@ -139,8 +139,9 @@ ensure_installed(NameVsn0) ->
 
 install_default_config(NameVsn) ->
     case read_config_file(NameVsn) of
-        {ok, _} ->
-            ok;
+        {ok, Config} ->
+            %% The file is per plugin name: a new version takes it over.
+            set_config(NameVsn, Config);
         {error, _} ->
             Defaults = hocon_file(filename:join([app_dir(NameVsn), "priv", "config.hocon"])),
             ok = write_config_file(bin(NameVsn), Defaults),
@@ -180,21 +181,21 @@ ensure_started() ->
 
 ensure_started(NameVsn) ->
     try
-        lists:foreach(fun load_app/1, rel_apps(NameVsn)),
+        LibDir = filename:join(lib_dir(), str(NameVsn)),
+        lists:foreach(fun(AppVsn) -> load_app(LibDir, AppVsn) end, rel_apps(NameVsn)),
         lists:foreach(fun start_app/1, [App || {App, _} <- rel_apps(NameVsn)])
     catch
         throw:ReasonMap -> {error, ReasonMap}
     end.
 
-load_app({App, Vsn}) ->
+load_app(LibDir, {App, Vsn}) ->
     case lists:keyfind(App, 1, application:which_applications()) of
         {App, _, RunningVsn} when RunningVsn =:= Vsn -> ok;
         {App, _, _OtherVsn} -> ok;   % EMQX logs plugin_app_already_running
-        false -> load_beams(App, Vsn)
+        false -> load_beams(filename:join([LibDir, atom_to_list(App) ++ "-" ++ Vsn, "ebin"]), App)
     end.
 
-load_beams(App, Vsn) ->
-    Ebin = filename:join([lib_dir(), atom_to_list(App) ++ "-" ++ Vsn, "ebin"]),
+load_beams(Ebin, App) ->
     _ = code:add_patha(Ebin),
     lists:foreach(
       fun(Beam) ->
@@ -294,7 +295,6 @@ rel_apps(NameVsn) ->
          {list_to_atom(A), V}
      end || [N] <- Names].
 
-%% Unpacked apps live in InstallDir/NameVsn/APP-VSN; EMQX adds their ebin.
 plugin_name(NameVsn) ->
     {match, [Name]} = re:run(str(NameVsn), "^(.*)-[^-]+$", [{capture, all_but_first, list}]),
     Name.

@@ -8,7 +8,7 @@
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
-         thread_count/0, publish_range/3]).
+         thread_count/0, producer_threads/0, publish_range/3]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -234,6 +234,13 @@ unique(Prefix) ->
 thread_count() ->
     {ok, Tasks} = file:list_dir("/proc/self/task"),
     length(Tasks).
+
+%% @doc Threads of this VM running the bridge's producer loop (their name,
+%% "kafka_bridge_producer", is cut to 15 characters by the kernel).
+producer_threads() ->
+    {ok, Tasks} = file:list_dir("/proc/self/task"),
+    length([T || T <- Tasks,
+                 {ok, <<"kafka_bridge_pr", _/binary>>} <- [file:read_file("/proc/self/task/" ++ T ++ "/comm")]]).
 
 %%--------------------------------------------------------------------
 %% Log capture: a logger handler forwarding the bridge's lines here.

@@ -250,3 +250,39 @@ fn topics_to_create(config: &Config, routing: &Routing) -> Vec<String> {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn buffer(overrides: serde_json::Value) -> BufferConfig {
+        let mut value = json!({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}});
+        value["buffer"] = overrides;
+        crate::config::parse(&value).unwrap().buffer
+    }
+
+    #[test]
+    fn only_flush_timeout_keeps_the_producer() {
+        let base = buffer(json!({}));
+        assert!(!producer_settings_changed(&base, &buffer(json!({"flush_timeout": 1}))));
+        for change in [
+            json!({"max_messages": 7}),
+            json!({"max_bytes": 1 << 24}),
+            json!({"overflow": "drop_oldest"}),
+            json!({"mode": "disk"}),
+            json!({"dir": "/tmp/elsewhere"}),
+            json!({"fsync": "none"}),
+            json!({"spill_after": 1}),
+        ] {
+            assert!(producer_settings_changed(&base, &buffer(change.clone())), "{change}");
+        }
+    }
+
+    #[test]
+    fn spool_modes_give_the_queue_half_the_budget() {
+        assert_eq!(queue_limits(&buffer(json!({"max_messages": 10, "max_bytes": 1 << 24}))), (10, 1 << 24));
+        let disk = buffer(json!({"mode": "disk", "max_messages": 10, "max_bytes": 1 << 24}));
+        assert_eq!(queue_limits(&disk), (5, 1 << 23));
+    }
+}

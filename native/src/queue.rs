@@ -274,4 +274,19 @@ mod tests {
         assert_eq!(metrics.dropped_queue_full.load(Relaxed), 2);
         assert_eq!(metrics.enqueued.load(Relaxed), 4);
     }
+
+    #[test]
+    fn new_limits_apply_to_the_next_pushes_only() {
+        let metrics = Metrics::default();
+        let queue = Queue::new(4, 1 << 20, Overflow::DropNew);
+        for n in 1..=4 {
+            queue.push(record(n), &metrics);
+        }
+        queue.set_limits(2, 1 << 20, Overflow::DropOldest);
+        assert_eq!((queue.max_messages(), queue.receiver().len()), (2, 4));
+        queue.push(record(5), &metrics);
+        let kept: Vec<usize> = queue.receiver().try_iter().map(|r| r.buf.len()).collect();
+        assert_eq!(kept, vec![4, 5]);
+        assert_eq!(metrics.dropped_queue_full.load(Relaxed), 3);
+    }
 }
