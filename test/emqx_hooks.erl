@@ -1,7 +1,9 @@
 %% @doc Test-only stand-in for EMQX's emqx_hooks, so the plugin can start
 %% outside EMQX. It keeps registrations and runs them the way EMQX does:
 %% higher priority first, ExtraArgs appended, `stop' ends a chain, fold
-%% hooks thread `{ok, Acc}', exceptions are caught and counted.
+%% hooks thread `{ok, Acc}', exceptions are caught and counted, and add/3
+%% and put/3 raise `{invalid_hookpoint, _}' for a hook point EMQX 5.8.9
+%% does not know (emqx_hookpoints).
 -module(emqx_hooks).
 
 -export([add/3, put/3, del/2]).
@@ -9,7 +11,25 @@
 
 -define(TAB, emqx_hooks_stand_in).
 
+%% emqx_hookpoints:?HOOKPOINTS in EMQX 5.8.9.
+-define(HOOKPOINTS,
+        ['alarm.activated', 'alarm.deactivated', 'client.connect', 'client.connack',
+         'client.connected', 'client.disconnected', 'client.authorize',
+         'client.check_authz_complete', 'client.check_authn_complete', 'client.authenticate',
+         'client.subscribe', 'client.unsubscribe', 'client.timeout',
+         'client.monitored_process_down', 'session.created', 'session.subscribed',
+         'session.unsubscribed', 'session.resumed', 'session.discarded', 'session.takenover',
+         'session.terminated', 'message.publish', 'message.puback', 'message.dropped',
+         'message.transformation_failed', 'schema.validation_failed', 'message.delivered',
+         'message.acked', 'delivery.dropped', 'delivery.completed', 'cm.channel.unregistered',
+         'tls_handshake.psk_lookup']).
+
+verify_hookpoint(HookPoint) ->
+    lists:member(HookPoint, ?HOOKPOINTS) orelse error({invalid_hookpoint, HookPoint}),
+    ok.
+
 add(HookPoint, {M, F, A}, Priority) when is_atom(HookPoint) ->
+    ok = verify_hookpoint(HookPoint),
     ensure_table(),
     case [x || {_, {M1, F1, _}} <- lookup(HookPoint), {M1, F1} =:= {M, F}] of
         [] -> ets:insert(?TAB, {{HookPoint, {M, F}}, Priority, {M, F, A}}), ok;
@@ -17,6 +37,7 @@ add(HookPoint, {M, F, A}, Priority) when is_atom(HookPoint) ->
     end.
 
 put(HookPoint, {M, F, A}, Priority) ->
+    ok = verify_hookpoint(HookPoint),
     ensure_table(),
     ets:insert(?TAB, {{HookPoint, {M, F}}, Priority, {M, F, A}}),
     ok.
