@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export PROJECT_ROOT := $(CURDIR)
 
-DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake
+DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake perl stunnel4 openssl
 TANSU_VERSION := 0.6.0
 NIF := priv/libkafka_bridge_nif.so
 

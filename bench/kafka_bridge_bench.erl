@@ -7,6 +7,8 @@
 %%    same encoded bytes with the same librdkafka properties to the same
 %%    broker; the same with buffer.mode = disk (fsync every_batch); and the
 %%    hook driven from 8 processes at once.
+%%    Also end to end over SASL_SSL (SCRAM-SHA-512, stunnel in front of
+%%    tansu) with zstd beside plaintext with lz4, both tansu on sqlite.
 %% 3. Scheduler safety: long_schedule (> 1 ms) reports while 1 MB events
 %%    are bridged.
 %% 4. Memory: the VM's peak RSS with 1M events offered while the broker is
@@ -36,6 +38,7 @@ main() ->
     hook_cost(Dir, 65536, 20000),
     end_to_end(Dir, 100),
     end_to_end(Dir, 1024),
+    secured_end_to_end(Dir, 1024),
     concurrent(Dir, 1024, 8, 100000),
     scheduler_safety(Dir),
     halt(0).
@@ -139,6 +142,46 @@ end_to_end(Dir, Size) ->
     out("end to end, ~b B payload, buffer.mode = disk, fsync = every_batch (ext4 spool): ~.1f events/s "
         "(runs ~w); disk/memory ~.2f",
         [Size, D, [round(X) || X <- Disk], D / B]).
+
+%% The same hook loop to a broker that requires TLS and SCRAM (records
+%% compressed with zstd) and to one in the clear (lz4, the default), both
+%% on sqlite storage, interleaved.
+secured_end_to_end(Dir, Size) ->
+    N = ?E2E_EVENTS div 3,
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
+    Topics = [unique(<<"secured">>) || _ <- lists:seq(1, ?E2E_RUNS)],
+    SecDir = filename:join(Dir, "secured"),
+    Password = <<"bench-scram-password">>,
+    Certs = kafka_bridge_test_lib:make_certificates(filename:join(SecDir, "certs"), <<"bench-key-password">>),
+    Secured = kafka_bridge_test_lib:secured_broker(filename:join(SecDir, "sasl"), Certs, Topics,
+                                                   #{scram_password => Password}),
+    Plain = kafka_bridge_test_lib:start_broker(filename:join(SecDir, "plain"), "sqlite://tansu.db"),
+    [ok = kafka_bridge_test_lib:create_topic(Plain, T) || T <- Topics],
+    SaslSsl = #{<<"ssl">> => #{<<"enable">> => true, <<"ca">> => list_to_binary(maps:get(ca, Certs))},
+                <<"sasl">> => #{<<"mechanism">> => <<"scram_sha_512">>, <<"username">> => <<"alice512">>,
+                                <<"password">> => Password},
+                <<"properties">> => #{<<"compression.type">> => <<"zstd">>}},
+    Runs = [{kafka_rate(Plain, T, Msg, N, #{}), kafka_rate(Secured, T, Msg, N, SaslSsl)} || T <- Topics],
+    kafka_bridge_test_lib:stop_all_brokers(),
+    {PlainRates, SecuredRates} = lists:unzip(Runs),
+    {P, S} = {median(PlainRates), median(SecuredRates)},
+    out("end to end, ~b B payload, tansu on sqlite, ~b events x ~b runs: plaintext + lz4 ~.1f events/s (runs ~w); "
+        "SASL_SSL (SCRAM-SHA-512) + zstd ~.1f events/s (runs ~w); secured/plaintext ~.2f",
+        [Size, N, ?E2E_RUNS, P, [round(X) || X <- PlainRates], S, [round(X) || X <- SecuredRates], S / P]).
+
+%% Events/s through the bridge to Topic, with Kafka merged into `kafka'.
+kafka_rate(Broker, Topic, Msg, N, Kafka) ->
+    Config = kafka_bridge_test_lib:config(Broker, #{<<"kafka">> => Kafka,
+                                                    <<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+                                                    <<"buffer">> => big_buffer()}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
+    Bridge = emqx_plugin_kafka_bridge:bridge(),
+    T0 = erlang:monotonic_time(microsecond),
+    hook_loop(N, Msg, Bridge),
+    #{delivered := N} = wait_delivered(N),
+    Rate = N / ((erlang:monotonic_time(microsecond) - T0) / 1.0e6),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Rate.
 
 bridge_rate(Broker, Msg, N, Buffer) ->
     Topic = unique(<<"e2e">>),

@@ -7,10 +7,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export PROJECT_ROOT="$PWD"
 export BENCH_DIR
 BENCH_DIR=$(mktemp -d /tmp/kafka_bridge_bench.XXXXXX)
-trap 'pkill -f "tansu broker.*--storage-engine memory://tansu/" -P $$ 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
+trap 'pkill -f "tansu broker.*--storage-engine" -P $$ 2>/dev/null || true; pkill -f "stunnel4 $BENCH_DIR" 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
 
 mkdir -p "$BENCH_DIR/ebin"
-erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/kafka_bridge_test_lib.erl bench/kafka_bridge_bench.erl
+erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/emqx_plugins.erl test/emqx_ctl.erl test/kafka_bridge_test_lib.erl \
+  bench/kafka_bridge_bench.erl
 out="$BENCH_DIR/figures.md"
 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
     -kernel logger_level emergency -eval 'kafka_bridge_bench:main()' | tee "$out"
@@ -19,7 +20,7 @@ erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BEN
   echo "# Benchmarks"
   echo
   echo "Produced by \`make bench\` (bench/run.sh, bench/kafka_bridge_bench.erl) on $(date -u +%Y-%m-%d)."
-  echo "Medians of repeated runs on the same machine in the same run; tansu memory:// on loopback."
+  echo "Medians of repeated runs on the same machine in the same run; tansu memory:// on loopback (sqlite:// where a line says so)."
   echo
   cat "$out"
 } > BENCHMARKS.md

@@ -26,7 +26,8 @@ start_bridge() ->
              fun(Config) ->
                      maybe_ok(validate(Config),
                               fun(_) ->
-                                      application:set_env(?APP, active_config, Config),
+                                      application:set_env(?APP, active_config,
+                                                          emqx_plugin_kafka_bridge_config:wrap(Config)),
                                       application:unset_env(?APP, config_error),
                                       start_sup()
                               end)

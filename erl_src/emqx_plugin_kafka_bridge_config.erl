@@ -9,7 +9,7 @@
 %% All three give a map with binary keys, as config.hocon has them.
 -module(emqx_plugin_kafka_bridge_config).
 
--export([read/0, name_vsn/0, with_spool_dir/1]).
+-export([read/0, name_vsn/0, with_spool_dir/1, wrap/1, unwrap/1]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 -define(ENV_VAR, "EMQX_KAFKA_BRIDGE_CONFIG").
@@ -20,6 +20,15 @@ read() ->
         Path when is_list(Path), Path =/= "" -> read_file(Path);
         _ -> from_emqx_or_env()
     end.
+
+%% @doc A config inside a closure, as EMQX's emqx_secret keeps secrets: what
+%% is kept in the application env or sent between processes then prints as
+%% a fun in crash reports, sys:get_status/1 and application:get_all_env/1.
+-spec wrap(map()) -> fun(() -> map()).
+wrap(Config) -> fun() -> Config end.
+
+-spec unwrap(fun(() -> map())) -> map().
+unwrap(Wrapped) when is_function(Wrapped, 0) -> Wrapped().
 
 %% @doc An empty or missing buffer.dir means EMQX's data dir + kafka_bridge
 %% (data/kafka_bridge in a default install); outside EMQX the NIF uses

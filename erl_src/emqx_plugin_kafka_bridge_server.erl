@@ -6,7 +6,7 @@
 -behaviour(gen_server).
 
 -export([start_link/0, reconfigure/1, running/0]).
--export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -16,15 +16,16 @@ start_link() ->
 running() ->
     whereis(?MODULE) =/= undefined.
 
-%% @doc Applies a new configuration to the running bridge.
+%% @doc Applies a new configuration to the running bridge. The config
+%% travels wrapped, so that no crash report of either process shows it.
 reconfigure(Config) ->
-    gen_server:call(?MODULE, {reconfigure, Config}, infinity).
+    gen_server:call(?MODULE, {reconfigure, emqx_plugin_kafka_bridge_config:wrap(Config)}, infinity).
 
 init([]) ->
     %% terminate/2 must run on shutdown: it flushes the queue to Kafka.
     process_flag(trap_exit, true),
-    {ok, Config0} = application:get_env(?APP, active_config),
-    Config = emqx_plugin_kafka_bridge_config:with_spool_dir(Config0),
+    {ok, Active} = application:get_env(?APP, active_config),
+    Config = emqx_plugin_kafka_bridge_config:with_spool_dir(emqx_plugin_kafka_bridge_config:unwrap(Active)),
     case emqx_plugin_kafka_bridge_nif:start(Config, node(), self()) of
         {ok, Bridge, HookPoints} ->
             emqx_plugin_kafka_bridge:hook(HookPoints, Bridge),
@@ -34,14 +35,14 @@ init([]) ->
             {stop, Reason}
     end.
 
-handle_call({reconfigure, Config}, _From, State = #{bridge := Bridge, hooks := Old}) ->
-    Resolved = emqx_plugin_kafka_bridge_config:with_spool_dir(Config),
+handle_call({reconfigure, Wrapped}, _From, State = #{bridge := Bridge, hooks := Old}) ->
+    Resolved = emqx_plugin_kafka_bridge_config:with_spool_dir(emqx_plugin_kafka_bridge_config:unwrap(Wrapped)),
     case emqx_plugin_kafka_bridge_nif:reconfigure(Bridge, Resolved) of
         {ok, New} ->
             %% Add the new hooks first, so no event in between is missed.
             emqx_plugin_kafka_bridge:hook(New -- Old, Bridge),
             emqx_plugin_kafka_bridge:unhook(Old -- New),
-            application:set_env(?APP, active_config, Config),
+            application:set_env(?APP, active_config, Wrapped),
             {reply, ok, State#{hooks := New}};
         {error, Reason} ->
             {reply, {error, Reason}, State}
@@ -57,6 +58,13 @@ handle_info({emqx_plugin_kafka_bridge_log, Level, Text}, State) ->
     {noreply, State};
 handle_info(_Info, State) ->
     {noreply, State}.
+
+%% The state holds no config and messages carry it wrapped; still, a crash
+%% report or sys:get_status/1 shows neither a message nor a config term.
+format_status(Status) ->
+    maps:map(fun(message, _) -> redacted;
+                (_, Value) -> Value
+             end, Status).
 
 terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
     emqx_plugin_kafka_bridge:unhook(HookPoints),

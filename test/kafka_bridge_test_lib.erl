@@ -3,8 +3,9 @@
 %% rdkafka 0.39 consumer), and EMQX-shaped hook arguments.
 -module(kafka_bridge_test_lib).
 
--export([start_broker/1, start_broker/2, start_broker/3, free_port/0, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
-         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, values/1, ids/1,
+-export([start_broker/1, start_broker/2, start_broker/3, relaunch/2, spawn_os_process/1, free_port/0,
+         make_certificates/2, secured_broker/4, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
+         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, consume/5, values/1, ids/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
@@ -29,16 +30,32 @@ start_broker(Dir, Storage, Port) ->
     Broker = #{port => Port, dir => Dir, storage => Storage},
     Broker#{os_pid => launch(Broker)}.
 
-launch(#{port := Port, dir := Dir, storage := Storage}) ->
+%% @doc Restarts Broker with Options: `advertised_port' (clients are sent
+%% there, e.g. to a TLS front) and `authentication' (SCRAM required).
+relaunch(Broker, Options) ->
+    stop_broker(Broker),
+    ok = wait_until(fun() -> not port_open(maps:get(port, Broker)) end, 10000),
+    Next = maps:merge(Broker, Options),
+    Next#{os_pid => launch(Next)}.
+
+launch(Broker = #{port := Port, dir := Dir, storage := Storage}) ->
     Url = "tcp://127.0.0.1:" ++ integer_to_list(Port),
+    Advertised = "tcp://127.0.0.1:" ++ integer_to_list(maps:get(advertised_port, Broker, Port)),
+    Auth = case maps:get(authentication, Broker, false) of true -> " --authentication"; false -> "" end,
     Log = filename:join(Dir, "tansu-" ++ integer_to_list(Port) ++ ".log"),
     Cmd = io_lib:format("cd '~s' && exec '~s' broker --listener-url ~s --advertised-listener-url ~s "
-                        "--storage-engine '~s' >>'~s' 2>&1 & echo $!",
-                        [Dir, tansu(), Url, Url, Storage, Log]),
-    OsPid = string:trim(os:cmd(lists:flatten(Cmd))),
-    %% Remembered VM-wide: test cases run in processes that do not outlive them.
-    persistent_term:put({?MODULE, brokers}, [OsPid | persistent_term:get({?MODULE, brokers}, [])]),
+                        "--storage-engine '~s'~s >>'~s' 2>&1 & echo $!",
+                        [Dir, tansu(), Url, Advertised, Storage, Auth, Log]),
+    OsPid = spawn_os_process(Cmd),
     ok = wait_until(fun() -> port_open(Port) end, 15000),
+    OsPid.
+
+%% @doc Runs Cmd (which must end in `& echo $!') and remembers its OS pid
+%% VM-wide, for stop_all_brokers/0: test cases run in processes that do
+%% not outlive them.
+spawn_os_process(Cmd) ->
+    OsPid = string:trim(os:cmd(lists:flatten(Cmd))),
+    persistent_term:put({?MODULE, brokers}, [OsPid | persistent_term:get({?MODULE, brokers}, [])]),
     OsPid.
 
 stop_broker(#{os_pid := OsPid}) ->
@@ -60,8 +77,9 @@ kill_broker(Broker = #{os_pid := OsPid, port := Port}) ->
 restart_broker(Broker) ->
     Broker#{os_pid => launch(Broker)}.
 
-bootstrap(#{port := Port}) ->
-    iolist_to_binary(["127.0.0.1:", integer_to_list(Port)]).
+%% @doc Where clients connect: the advertised port (a TLS front) if any.
+bootstrap(Broker = #{port := Port}) ->
+    iolist_to_binary(["127.0.0.1:", integer_to_list(maps:get(advertised_port, Broker, Port))]).
 
 create_topic(Broker, Name) ->
     create_topic(Broker, Name, 3).
@@ -94,6 +112,76 @@ port_open(Port) ->
     end.
 
 %%--------------------------------------------------------------------
+%% Secured brokers: certificates from the openssl CLI, tansu behind stunnel4
+%%--------------------------------------------------------------------
+
+openssl(Dir, Args) ->
+    Out = os:cmd(lists:flatten(["cd '", Dir, "' && openssl ", Args, " 2>&1; echo rc=$?"])),
+    case string:find(Out, "rc=0") of
+        nomatch -> error({openssl, Args, Out});
+        _ -> ok
+    end.
+
+%% @doc A CA, a server certificate for 127.0.0.1 and localhost, a client
+%% certificate (its key also encrypted with KeyPassword), an unrelated CA:
+%% a map of their file names.
+make_certificates(Dir, KeyPassword) ->
+    ok = filelib:ensure_dir(filename:join(Dir, "x")),
+    Key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes",
+    ok = openssl(Dir, ["req -x509 ", Key, " -keyout ca.key -out ca.pem -days 2 -subj /CN=bridge-test-ca"]),
+    ok = openssl(Dir, ["req -x509 ", Key, " -keyout other_ca.key -out other_ca.pem -days 2 -subj /CN=other-ca"]),
+    ok = file:write_file(filename:join(Dir, "server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n"),
+    ok = openssl(Dir, ["req ", Key, " -keyout server.key -out server.csr -subj /CN=localhost"]),
+    ok = openssl(Dir, "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+                      "-extfile server.ext -out server.pem"),
+    ok = openssl(Dir, ["req ", Key, " -keyout client.key -out client.csr -subj /CN=bridge-client"]),
+    ok = openssl(Dir, "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem"),
+    ok = openssl(Dir, ["pkey -in client.key -aes256 -passout pass:", binary_to_list(KeyPassword), " -out client_encrypted.key"]),
+    maps:from_list([{Name, filename:join(Dir, File)}
+                    || {Name, File} <- [{ca, "ca.pem"}, {other_ca, "other_ca.pem"}, {server_cert, "server.pem"},
+                                        {server_key, "server.key"}, {client_cert, "client.pem"},
+                                        {client_key, "client.key"}, {client_encrypted_key, "client_encrypted.key"}]]).
+
+%% @doc tansu on sqlite (topics and users survive its restart), first in
+%% the clear to create them, then behind stunnel with the TLS port
+%% advertised. Options: `mutual' (stunnel asks for a client certificate),
+%% `scram_password' (users alice256 and alice512 with it, and SCRAM
+%% required).
+secured_broker(Dir, Certs, Topics, Options) ->
+    Plain = start_broker(Dir, "sqlite://tansu.db"),
+    [ok = create_topic(Plain, T) || T <- Topics],
+    Password = maps:get(scram_password, Options, undefined),
+    Password =:= undefined orelse
+        [ok = create_user(Plain, User, Mechanism, Password)
+         || {User, Mechanism} <- [{"alice256", "scram256"}, {"alice512", "scram512"}]],
+    TlsPort = free_port(),
+    ok = start_stunnel(Dir, Certs, TlsPort, maps:get(port, Plain), maps:get(mutual, Options, false)),
+    relaunch(Plain, #{advertised_port => TlsPort, authentication => Password =/= undefined}).
+
+create_user(#{port := Port}, User, Mechanism, Password) ->
+    Cmd = io_lib:format("~s user create ~s '~s' --mechanism ~s --broker tcp://127.0.0.1:~b 2>&1; echo rc=$?",
+                        [tansu(), User, Password, Mechanism, Port]),
+    Out = os:cmd(lists:flatten(Cmd)),
+    case string:find(Out, "rc=0") of
+        nomatch -> error({create_user, User, Out});
+        _ -> ok
+    end.
+
+start_stunnel(Dir, #{server_cert := Cert, server_key := Key, ca := Ca}, Accept, Connect, Mutual) ->
+    Conf = filename:join(Dir, "stunnel.conf"),
+    Verify = case Mutual of
+                 true -> ["verifyChain = yes\nrequireCert = yes\nCAfile = ", Ca, "\n"];
+                 false -> ""
+             end,
+    ok = file:write_file(Conf, ["foreground = yes\npid =\n[kafka]\n",
+                                "accept = 127.0.0.1:", integer_to_list(Accept), "\n",
+                                "connect = 127.0.0.1:", integer_to_list(Connect), "\n",
+                                "cert = ", Cert, "\nkey = ", Key, "\n", Verify]),
+    Log = filename:join(Dir, "stunnel.log"),
+    _ = spawn_os_process(["stunnel4 '", Conf, "' >>'", Log, "' 2>&1 & echo $!"]),
+    wait_until(fun() -> port_open(Accept) end, 10000).
+
+%%--------------------------------------------------------------------
 %% Reading Kafka
 %%--------------------------------------------------------------------
 
@@ -104,9 +192,15 @@ consume(Broker, Topic, Expect) ->
 %% headers and json (the decoded value, or not_json). Reads until Expect
 %% records came or none came for IdleMs.
 consume(Broker, Topic, Expect, IdleMs) ->
+    consume(Broker, Topic, Expect, IdleMs, []).
+
+%% @doc The same with librdkafka properties ("key=value") for the reader,
+%% e.g. the TLS and SASL settings of a secured broker.
+consume(Broker, Topic, Expect, IdleMs, Properties) ->
     Out = filename:join(maps:get(dir, Broker), "consume-" ++ integer_to_list(erlang:unique_integer([positive]))),
-    Cmd = io_lib:format("'~s' consume ~s '~s' ~b ~b '~s' 2>&1",
-                        [kafka_tool(), bootstrap(Broker), Topic, Expect, IdleMs, Out]),
+    Props = lists:flatten([[" '", P, "'"] || P <- Properties]),
+    Cmd = io_lib:format("'~s' consume ~s '~s' ~b ~b '~s'~s 2>&1",
+                        [kafka_tool(), bootstrap(Broker), Topic, Expect, IdleMs, Out, Props]),
     case os:cmd(lists:flatten(Cmd)) of
         "" -> ok;
         Noise -> ct:log("kafka_tool: ~s", [Noise])

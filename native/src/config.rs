@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::event::EventKind;
+use crate::security::{SaslConfig, SaslMechanism, TlsConfig};
 use crate::topic_filter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +200,17 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A string that may be empty (its default). A secret's value is never
+    /// put into the error.
+    fn text(&mut self, key: &'static str, secret: bool) -> Result<String, String> {
+        match self.get(key) {
+            None => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) if secret => Err(format!("{}: expected a string", self.key_path(key))),
+            Some(other) => Err(format!("{}: expected a string, got {}", self.key_path(key), other)),
+        }
+    }
+
     fn choice<T: Copy>(&mut self, key: &'static str, options: &[(&str, T)], default: T) -> Result<T, String> {
         let Some(value) = self.get(key) else { return Ok(default) };
         let found = value.as_str().and_then(|s| options.iter().find(|(name, _)| *name == s));
@@ -285,8 +297,7 @@ pub fn parse(value: &Value) -> Result<Config, String> {
 
     let mut kafka_section = root.section("kafka")?;
     let bootstrap_servers = kafka_section.string("bootstrap_servers", None)?;
-    let mut properties: Vec<(String, String)> =
-        DEFAULT_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let mut overridden: Vec<(String, String)> = Vec::new();
     let overrides = kafka_section.section("properties")?;
     for (key, value) in overrides.map {
         let value = match value {
@@ -300,8 +311,32 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         if key == "bootstrap.servers" {
             return Err("kafka.properties.bootstrap.servers: set kafka.bootstrap_servers instead".into());
         }
-        properties.retain(|(k, _)| k != key);
-        properties.push((key.clone(), value));
+        overridden.push((key.clone(), value));
+    }
+    let mut ssl_section = kafka_section.section("ssl")?;
+    let tls = TlsConfig {
+        enable: ssl_section.bool("enable", false)?,
+        ca: ssl_section.text("ca", false)?,
+        certificate: ssl_section.text("certificate", false)?,
+        key: ssl_section.text("key", true)?,
+        key_password: ssl_section.text("key_password", true)?,
+        verify_hostname: ssl_section.bool("verify_hostname", true)?,
+    };
+    ssl_section.finish()?;
+    let mut sasl_section = kafka_section.section("sasl")?;
+    let sasl = SaslConfig {
+        mechanism: sasl_section.choice("mechanism", SaslMechanism::CHOICES, SaslMechanism::None)?,
+        username: sasl_section.text("username", false)?,
+        password: sasl_section.text("password", true)?,
+    };
+    sasl_section.finish()?;
+    // Ours first, then TLS and SASL, then the operator's own properties.
+    let mut properties: Vec<(String, String)> =
+        DEFAULT_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    properties.extend(crate::security::properties(&tls, &sasl)?);
+    for (key, value) in overridden {
+        properties.retain(|(k, _)| *k != key);
+        properties.push((key, value));
     }
     let create_topics = kafka_section.bool("create_topics", false)?;
     let partitions = kafka_section.quantity("partitions", NO_UNITS, 1, 3)? as i32;

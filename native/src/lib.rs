@@ -21,6 +21,7 @@ mod producer;
 mod queue;
 mod record_buffer;
 mod routing;
+mod security;
 mod spool;
 mod spooler;
 mod terms;
@@ -103,7 +104,7 @@ fn guarded<'a>(env: Env<'a>, body: impl FnOnce() -> Result<Term<'a>, String>) ->
 }
 
 fn parse_config(term: Term) -> Result<config::Config, String> {
-    let value = terms::to_json(term).map_err(|e| format!("config: {e}"))?;
+    let value = terms::to_json(term)?;
     let config = config::parse(&value)?;
     // Let librdkafka check every property now, so a typo fails the start.
     let client = producer::client_config(&config.kafka, &config.buffer);

@@ -232,12 +232,20 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let text = format!("{error}: {reason}");
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.shared.status.state.store(DISCONNECTED, Relaxed);
+        let code = error.rdkafka_error_code();
+        let status = &self.shared.status;
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            status.state.store(DISCONNECTED, Relaxed);
+            // Keep the cause: "all brokers down" after a TLS or SASL failure
+            // would hide what the operator has to fix.
+            let last = status.last_error();
+            if last.starts_with(TLS_FAILED) || last.starts_with(SASL_FAILED) {
+                return;
+            }
         }
+        let text = describe_connection_error(code, reason);
         self.shared.logger.limited(Level::Warning, "kafka-error", &format!("Kafka connection problem: {text}"));
-        self.shared.status.set_error(text);
+        status.set_error(text);
     }
 
     fn stats(&self, stats: Statistics) {
@@ -357,6 +365,37 @@ impl Context {
             Ok(()) => inc(&self.shared.metrics.requeued),
             Err(_) => inc(&self.shared.metrics.dropped_on_stop),
         }
+    }
+}
+
+const TLS_FAILED: &str = "TLS handshake failed";
+const SASL_FAILED: &str = "SASL authentication failed";
+
+/// A librdkafka connection error in words an operator can act on. A TLS
+/// failure may come as `_SSL` or, when the broker's alert arrives after the
+/// handshake (TLS 1.3), as a transport failure: the reason tells.
+fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> String {
+    use RDKafkaErrorCode::*;
+    let lower = reason.to_ascii_lowercase();
+    let tls_reason = if lower.contains("hostname mismatch") || lower.contains("host name mismatch") {
+        Some("hostname mismatch: the broker's certificate is not for this host (kafka.ssl.verify_hostname)")
+    } else if lower.contains("certificate verify failed") {
+        Some("certificate verify failed: the broker's certificate is signed by no CA of kafka.ssl.ca (or, without it, of the system store)")
+    } else if lower.contains("certificate required") || lower.contains("peer did not return a certificate") {
+        Some("no client certificate: the broker asks for one (kafka.ssl.certificate and kafka.ssl.key)")
+    } else if code == Some(SSL) || lower.contains("ssl routines") || lower.contains("ssl handshake") {
+        Some("see the reason")
+    } else {
+        None
+    };
+    match (tls_reason, code) {
+        (Some(why), _) => format!("{TLS_FAILED}: {why}: {reason}"),
+        (None, Some(Authentication | SaslAuthenticationFailed | UnsupportedSASLMechanism | IllegalSASLState)) => format!(
+            "{SASL_FAILED}: wrong kafka.sasl.username or kafka.sasl.password, or kafka.sasl.mechanism \
+             not enabled on the broker: {reason}"
+        ),
+        (None, Some(BrokerTransportFailure | AllBrokersDown | Resolve)) => format!("broker unreachable: {reason}"),
+        (None, _) => reason.to_string(),
     }
 }
 

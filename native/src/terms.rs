@@ -121,31 +121,47 @@ pub fn text(term: Term<'_>) -> Option<std::borrow::Cow<'_, str>> {
 
 /// Converts a config term (maps with binary keys, as `emqx_plugins:get_config/1`
 /// returns them) into a JSON value, so the config parser is plain Rust.
+/// An error names the dotted key and never shows the value, which may be a
+/// secret.
 pub fn to_json(term: Term) -> Result<serde_json::Value, String> {
+    to_json_at(term, "", 0)
+}
+
+/// Configs are a few levels deep; a limit keeps the walk off the end of a
+/// dirty scheduler's stack whatever the term.
+const MAX_CONFIG_DEPTH: usize = 32;
+
+fn to_json_at(term: Term, path: &str, depth: usize) -> Result<serde_json::Value, String> {
     use serde_json::Value;
+    let at = |what: &str| format!("{}: {what}", if path.is_empty() { "config" } else { path });
+    if depth > MAX_CONFIG_DEPTH {
+        return Err(at(&format!("nested deeper than {MAX_CONFIG_DEPTH} levels")));
+    }
     Ok(match term.get_type() {
         TermType::Map => {
             let mut object = serde_json::Map::new();
-            for (key, value) in MapIterator::new(term).ok_or("bad map")? {
-                let key = text(key).ok_or_else(|| format!("map key {key:?} is not text"))?;
-                object.insert(key.into_owned(), to_json(value)?);
+            for (key, value) in MapIterator::new(term).ok_or_else(|| at("bad map"))? {
+                let key = text(key).ok_or_else(|| at("a key is not text"))?;
+                let child = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                let value = to_json_at(value, &child, depth + 1)?;
+                object.insert(key.into_owned(), value);
             }
             Value::Object(object)
         }
         TermType::Binary => Value::String(
             std::str::from_utf8(binary(term).unwrap_or_default())
-                .map_err(|_| "a string is not valid UTF-8".to_string())?
+                .map_err(|_| at("a string is not valid UTF-8"))?
                 .to_owned(),
         ),
         TermType::Atom => match as_bool(term) {
             Some(b) => Value::Bool(b),
             None if is_undefined(term) || null() == term => Value::Null,
-            None => Value::String(term.atom_to_string().map_err(|_| "bad atom")?),
+            None => Value::String(term.atom_to_string().map_err(|_| at("bad atom"))?),
         },
-        TermType::Integer => Value::from(term.decode::<i64>().map_err(|_| "integer out of range")?),
-        TermType::Float => Value::from(term.decode::<f64>().map_err(|_| "bad float")?),
+        TermType::Integer => Value::from(term.decode::<i64>().map_err(|_| at("integer out of range"))?),
+        TermType::Float => Value::from(term.decode::<f64>().map_err(|_| at("bad float"))?),
         TermType::List => {
-            let items: Vec<Term> = term.decode().map_err(|_| "improper list".to_string())?;
+            let items: Vec<Term> = term.decode().map_err(|_| at("improper list"))?;
             // A charlist such as "localhost:9092" from a sys.config is a string.
             if !items.is_empty() && items.iter().all(|t| t.is_integer()) {
                 let chars: Option<String> =
@@ -154,8 +170,12 @@ pub fn to_json(term: Term) -> Result<serde_json::Value, String> {
                     return Ok(Value::String(s));
                 }
             }
-            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+            let mut array = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                array.push(to_json_at(item, &format!("{path}[{}]", i + 1), depth + 1)?);
+            }
+            Value::Array(array)
         }
-        _ => return Err(format!("unsupported value {term:?}")),
+        other => return Err(at(&format!("unsupported value (a {})", format!("{other:?}").to_lowercase()))),
     })
 }

@@ -1,7 +1,7 @@
 //! Test and benchmark helper that speaks to Kafka with the same rdkafka the
 //! bridge uses (Debian's kcat cannot talk to tansu).
 //!
-//! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE`
+//! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE [key=value ...]`
 //!   reads every partition of TOPIC from the beginning until EXPECT records
 //!   arrived or nothing came for IDLE_MS, and writes to OUT_FILE, in
 //!   Erlang's external term format (for `binary_to_term/1`), a list of
@@ -37,11 +37,13 @@ use rdkafka::{Offset, TopicPartitionList};
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("consume") if args.len() == 6 => consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5]),
+        Some("consume") if args.len() >= 6 => {
+            consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5], &args[6..])
+        }
         Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
         Some("hocon-term") if args.len() == 3 => hocon_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
-        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT | json-term FILE OUT | hocon-term FILE OUT \
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT [k=v ...] | json-term FILE OUT | hocon-term FILE OUT \
                   | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]"
             .into()),
     };
@@ -55,14 +57,15 @@ fn parse(s: &str) -> u64 {
     s.parse().unwrap_or_else(|_| panic!("not a number: {s}"))
 }
 
-fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> Result<(), String> {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, props: &[String]) -> Result<(), String> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("kafka_tool_{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .map_err(|e| e.to_string())?;
+        .set("fetch.wait.max.ms", "100");
+    set_properties(&mut config, props)?;
+    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
     if partitions == 0 {
@@ -115,6 +118,15 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str) -> 
     std::fs::write(out, term.0).map_err(|e| e.to_string())
 }
 
+/// `key=value` arguments as librdkafka properties.
+fn set_properties(config: &mut ClientConfig, props: &[String]) -> Result<(), String> {
+    for prop in props {
+        let (k, v) = prop.split_once('=').ok_or_else(|| format!("bad property {prop}"))?;
+        config.set(k, v);
+    }
+    Ok(())
+}
+
 fn json_term(file: &str, out: &str) -> Result<(), String> {
     let text = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?;
@@ -157,10 +169,7 @@ fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[Stri
     }
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
-    for prop in props {
-        let (k, v) = prop.split_once('=').ok_or_else(|| format!("bad property {prop}"))?;
-        config.set(k, v);
-    }
+    set_properties(&mut config, props)?;
     let producer: BaseProducer = config.create().map_err(|e| e.to_string())?;
     let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
     let started = Instant::now();
