@@ -161,7 +161,8 @@ secured_end_to_end(Dir, Size) ->
                 <<"sasl">> => #{<<"mechanism">> => <<"scram_sha_512">>, <<"username">> => <<"alice512">>,
                                 <<"password">> => Password},
                 <<"properties">> => #{<<"compression.type">> => <<"zstd">>}},
-    Runs = [{kafka_rate(Plain, T, Msg, N, #{}), kafka_rate(Secured, T, Msg, N, SaslSsl)} || T <- Topics],
+    Runs = [{bridge_rate(Plain, T, Msg, N, #{}), bridge_rate(Secured, T, Msg, N, #{<<"kafka">> => SaslSsl})}
+            || T <- Topics],
     kafka_bridge_test_lib:stop_all_brokers(),
     {PlainRates, SecuredRates} = lists:unzip(Runs),
     {P, S} = {median(PlainRates), median(SecuredRates)},
@@ -169,24 +170,20 @@ secured_end_to_end(Dir, Size) ->
         "SASL_SSL (SCRAM-SHA-512) + zstd ~.1f events/s (runs ~w); secured/plaintext ~.2f",
         [Size, N, ?E2E_RUNS, P, [round(X) || X <- PlainRates], S, [round(X) || X <- SecuredRates], S / P]).
 
-%% Events/s through the bridge to Topic, with Kafka merged into `kafka'.
-kafka_rate(Broker, Topic, Msg, N, Kafka) ->
-    Config = kafka_bridge_test_lib:config(Broker, #{<<"kafka">> => Kafka,
-                                                    <<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
-                                                    <<"buffer">> => big_buffer()}),
-    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
-    Bridge = emqx_plugin_kafka_bridge:bridge(),
-    T0 = erlang:monotonic_time(microsecond),
-    hook_loop(N, Msg, Bridge),
-    #{delivered := N} = wait_delivered(N),
-    Rate = N / ((erlang:monotonic_time(microsecond) - T0) / 1.0e6),
-    ok = kafka_bridge_test_lib:stop_bridge(),
-    Rate.
-
 bridge_rate(Broker, Msg, N, Buffer) ->
     Topic = unique(<<"e2e">>),
     ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
-    Bridge = start_bridge(Broker, Topic, Buffer),
+    bridge_rate(Broker, Topic, Msg, N, #{<<"buffer">> => Buffer}).
+
+%% Events/s through the bridge to Topic, big_buffer() and Overrides merged
+%% into its config.
+bridge_rate(Broker, Topic, Msg, N, Overrides) ->
+    Config = kafka_bridge_test_lib:config(
+               Broker, kafka_bridge_test_lib:deep_merge(
+                         #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+                           <<"buffer">> => big_buffer()}, Overrides)),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
+    Bridge = emqx_plugin_kafka_bridge:bridge(),
     T0 = erlang:monotonic_time(microsecond),
     hook_loop(N, Msg, Bridge),
     #{delivered := N} = wait_delivered(N),

@@ -91,11 +91,13 @@ on_health_check(_Options) ->
 
 health(#{config_error := Error}) when is_binary(Error) ->
     {error, <<"config update not applied (the last good config is running): ", Error/binary>>};
-health(#{state := connected, queue_len := Len, max_messages := MaxLen,
+%% buffered and queue_bytes count what the budget counts: the queue and,
+%% in memory mode, what librdkafka holds.
+health(#{state := connected, buffered := Len, max_messages := MaxLen,
          queue_bytes := Bytes, max_bytes := MaxBytes})
   when Len * 10 < MaxLen * 9, Bytes * 10 < MaxBytes * 9 ->
     ok;
-health(#{state := connected, queue_len := Len, queue_bytes := Bytes}) ->
+health(#{state := connected, buffered := Len, queue_bytes := Bytes}) ->
     {error, iolist_to_binary(io_lib:format("buffer above 90% of its budget (~b records, ~b bytes)",
                                            [Len, Bytes]))};
 health(#{state := State, last_error := Error}) ->

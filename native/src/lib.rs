@@ -258,6 +258,8 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("last_error", shared.status.last_error().encode(env)),
             ("running", bridge.is_running().encode(env)),
             ("queue_len", shared.queue_len().encode(env)),
+            // What max_messages bounds: the queue plus, in memory mode, librdkafka.
+            ("buffered", (shared.queue.held() as u64).encode(env)),
             ("queue_bytes", (shared.queue.budget_used() as u64).encode(env)),
             ("max_messages", (shared.queue.max_messages() as u64).encode(env)),
             ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),

@@ -189,6 +189,22 @@ mod tests {
         assert_eq!(property(&properties, "ssl.endpoint.identification.algorithm"), Some("https"));
     }
 
+    /// tansu has no PLAIN: its mapping is checked against librdkafka's own
+    /// config parser here.
+    #[test]
+    fn plain_over_tls_is_accepted_by_librdkafka() {
+        let sasl = SaslConfig { mechanism: SaslMechanism::Plain, username: "key".into(), password: "secret".into() };
+        let properties = properties(&tls(), &sasl).unwrap();
+        assert_eq!(property(&properties, "security.protocol"), Some("sasl_ssl"));
+        assert_eq!(property(&properties, "sasl.mechanism"), Some("PLAIN"));
+        let mut config = rdkafka::ClientConfig::new();
+        for (key, value) in &properties {
+            config.set(key, value);
+        }
+        config.set("compression.type", "zstd");
+        assert!(config.create_native_config().is_ok());
+    }
+
     #[test]
     fn no_ca_means_the_system_store() {
         std::env::remove_var("SSL_CERT_FILE");
