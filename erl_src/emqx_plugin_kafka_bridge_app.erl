@@ -22,20 +22,19 @@ start(_Type, _Args) ->
     end.
 
 start_bridge() ->
-    maybe_ok(emqx_plugin_kafka_bridge_config:read(),
-             fun(Config) ->
-                     maybe_ok(validate(Config),
-                              fun(_) ->
-                                      application:set_env(?APP, active_config,
-                                                          emqx_plugin_kafka_bridge_config:wrap(Config)),
-                                      application:unset_env(?APP, config_error),
-                                      start_sup()
-                              end)
-             end).
-
-maybe_ok({ok, Value}, Next) -> Next(Value);
-maybe_ok(ok, Next) -> Next(ok);
-maybe_ok({error, _} = Error, _Next) -> Error.
+    case emqx_plugin_kafka_bridge_config:read() of
+        {ok, Config} ->
+            case validate(Config) of
+                ok ->
+                    application:set_env(?APP, active_config, emqx_plugin_kafka_bridge_config:wrap(Config)),
+                    application:unset_env(?APP, config_error),
+                    start_sup();
+                {error, _} = Error ->
+                    Error
+            end;
+        {error, _} = Error ->
+            Error
+    end.
 
 start_sup() ->
     case emqx_plugin_kafka_bridge_sup:start_link() of
