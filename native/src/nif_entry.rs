@@ -7,6 +7,11 @@
 //! one the load fails ("Upgrade not supported by this NIF library") and the
 //! plugin cannot be started again in the same VM. See handle.rs for what an
 //! upgrade does with the bridge resource type.
+//!
+//! This uses rustler's `codegen_runtime`, which is what `rustler::init!`
+//! expands to and not a stable API: rustler is pinned exactly in
+//! Cargo.toml, and an upgrade of it must compare this file with the
+//! macro's output (rustler_codegen's init.rs).
 
 use std::ffi::c_void;
 use std::sync::OnceLock;
