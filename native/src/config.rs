@@ -234,6 +234,15 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// An integer in `min..=max`.
+    fn at_most(&mut self, key: &'static str, min: u64, max: u64, default: u64) -> Result<u64, String> {
+        let value = self.quantity(key, NO_UNITS, min, default)?;
+        if value > max {
+            return Err(format!("{}: expected an integer from {min} to {max}, got {value}", self.key_path(key)));
+        }
+        Ok(value)
+    }
+
     fn string_list(&mut self, key: &'static str, default: &[&str]) -> Result<Vec<String>, String> {
         match self.get(key) {
             None => Ok(default.iter().map(|s| s.to_string()).collect()),
@@ -339,8 +348,10 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         properties.push((key, value));
     }
     let create_topics = kafka_section.bool("create_topics", false)?;
-    let partitions = kafka_section.quantity("partitions", NO_UNITS, 1, 3)? as i32;
-    let replication_factor = kafka_section.quantity("replication_factor", NO_UNITS, 1, 1)? as i32;
+    // Kafka's CreateTopics takes an int32 partition count and an int16
+    // replication factor; larger values must not wrap.
+    let partitions = kafka_section.at_most("partitions", 1, i32::MAX as u64, 3)? as i32;
+    let replication_factor = kafka_section.at_most("replication_factor", 1, i16::MAX as u64, 1)? as i32;
     kafka_section.finish()?;
 
     let mut events_section = root.section("events")?;
@@ -552,6 +563,11 @@ mod tests {
         let mut v = minimal();
         v["buffer"] = json!({"max_messages": 0});
         assert!(error_of(v).starts_with("buffer.max_messages: expected an integer >= 1"));
+        for (key, too_big) in [("partitions", 1u64 << 31), ("partitions", 1 << 32), ("replication_factor", 1 << 15)] {
+            let mut v = minimal();
+            v["kafka"][key] = json!(too_big);
+            assert!(error_of(v).starts_with(&format!("kafka.{key}: expected an integer from 1 to")), "{key}");
+        }
         let mut v = minimal();
         v["buffer"] = json!({"mode": "tape"});
         assert!(error_of(v).starts_with("buffer.mode: expected one of memory, disk, hybrid"));
