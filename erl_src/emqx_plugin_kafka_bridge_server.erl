@@ -71,7 +71,9 @@ terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
     case emqx_plugin_kafka_bridge_nif:stop(Bridge) of
         {ok, 0} ->
             case emqx_plugin_kafka_bridge_nif:metrics(Bridge) of
-                #{spool_bytes := Bytes} when Bytes > 0 ->
+                %% The spool's files may still hold settled records: only its
+                %% backlog is undelivered.
+                #{spool_backlog_bytes := Bytes} when Bytes > 0 ->
                     logger:info("emqx_plugin_kafka_bridge: stopped; undelivered events are kept in "
                                 "the spool (~b bytes) and sent after the next start", [Bytes]);
                 _ ->

@@ -13,7 +13,8 @@
 
 all() ->
     [outage_across_restart_loses_nothing, kill_9_loses_nothing_spooled, corrupted_tail_is_skipped_and_counted,
-     full_spool_counts_every_drop, hybrid_spills_during_outage, unusable_dir_refuses_to_start].
+     full_spool_counts_every_drop, hybrid_spills_during_outage, unusable_dir_refuses_to_start,
+     stop_log_tells_delivered_from_kept].
 
 init_per_testcase(_Case, Config) ->
     Priv = ?config(priv_dir, Config),
@@ -191,3 +192,37 @@ unusable_dir_refuses_to_start(Config) ->
     Text = iolist_to_binary(io_lib:format("~p", [Reason])),
     ?assertNotEqual(nomatch, binary:match(Text, <<"buffer.dir: cannot write to \\\"/proc/version/spool\\\"">>)),
     ?assertEqual(undefined, whereis(emqx_plugin_kafka_bridge_sup)).
+
+%% The stop log says what is left: nothing once Kafka acknowledged every
+%% record (the spool's files may still hold settled records), the backlog
+%% when the broker is down.
+stop_log_tells_delivered_from_kept(Config) ->
+    Down = down_broker(Config),
+    Topic = unique(<<"stoplog">>),
+    Broker = bring_up(Down, Topic),
+    start(Broker, Topic, Config, #{}),
+    kafka_bridge_test_lib:publish_range(1, 1000, <<"s/1">>),
+    wait_metric(delivered, 1000),
+    ?assert(metric(spool_bytes) > 0),
+    kafka_bridge_test_lib:capture_logs(),
+    %% The stop lines are at info level.
+    #{level := Level} = logger:get_primary_config(),
+    ok = logger:set_primary_config(level, info),
+    try stop_logs(Broker, Topic, Config)
+    after logger:set_primary_config(level, Level)
+    end.
+
+stop_logs(Broker, Topic, Config) ->
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Delivered = kafka_bridge_test_lib:captured_logs(),
+    ct:log("~p", [Delivered]),
+    ?assert(lists:any(fun(L) -> binary:match(L, <<"every event delivered">>) =/= nomatch end, Delivered)),
+    ?assertNot(lists:any(fun(L) -> binary:match(L, <<"kept in the spool">>) =/= nomatch end, Delivered)),
+    kafka_bridge_test_lib:stop_broker(Broker),
+    start(Broker, Topic, Config, #{<<"flush_timeout">> => 0}),
+    kafka_bridge_test_lib:publish_range(1001, 1100, <<"s/1">>),
+    wait_metric(spooled, 100),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    Kept = kafka_bridge_test_lib:captured_logs(),
+    ct:log("~p", [Kept]),
+    ?assert(lists:any(fun(L) -> binary:match(L, <<"kept in the spool">>) =/= nomatch end, Kept)).
