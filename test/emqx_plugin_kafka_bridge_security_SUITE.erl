@@ -218,5 +218,8 @@ no_secret_in_any_output(Config) ->
     sys:terminate(Server, injected_crash),
     ok = kafka_bridge_test_lib:wait_until(
            fun() -> not lists:member(whereis(emqx_plugin_kafka_bridge_server), [undefined, Server]) end, 10000),
+    %% The name is registered before init/1 runs; a sys call waits for init
+    %% to finish, and so for the hooks to be back.
+    _ = sys:get_status(emqx_plugin_kafka_bridge_server),
     delivers(Config, sasl, Topic, 1, 50),
     assert_no_secret_shown().
