@@ -16,6 +16,7 @@
 %% emqx_hooks.hrl's HP_BRIDGE: after auth and the rule engine.
 -define(HP_BRIDGE, 870).
 -define(BRIDGE_KEY, {?MODULE, bridge}).
+-define(UNREACHED_KEY, {?MODULE, dropped_nif_unavailable}).
 
 %%--------------------------------------------------------------------
 %% Hook registration
@@ -33,6 +34,7 @@ callback('message.dropped') -> on_message_dropped.
 %% @doc Registers the callbacks for `HookPoints', with the bridge handle as
 %% ExtraArgs, and makes `Bridge' the one metrics/0 and status/0 report on.
 hook(HookPoints, Bridge) ->
+    _ = unreached_counter(),
     persistent_term:put(?BRIDGE_KEY, Bridge),
     lists:foreach(
         fun(HookPoint) ->
@@ -85,12 +87,31 @@ on_message_dropped(Message, Info, Reason, Bridge) ->
     ok.
 
 %% Large payloads come back as `dirty' and are encoded on a dirty scheduler.
+%% A call that cannot reach the NIF (its library is not loaded, or the
+%% handle belongs to another loaded copy of it) is counted here, since the
+%% NIF's own counters never see it.
 emit(Bridge, HookPoint, A1, A2, A3) ->
     try emqx_plugin_kafka_bridge_nif:emit(Bridge, HookPoint, A1, A2, A3) of
         dirty -> emqx_plugin_kafka_bridge_nif:emit_dirty(Bridge, HookPoint, A1, A2, A3);
+        {error, not_a_bridge} = Error -> count_unreached(), Error;
         Result -> Result
     catch
-        _:Reason -> {error, Reason}
+        _:Reason -> count_unreached(), {error, Reason}
+    end.
+
+count_unreached() ->
+    counters:add(unreached_counter(), 1, 1).
+
+%% Made once per VM and kept across restarts: a persistent_term update
+%% costs a scan of every process, so it is not done per call.
+unreached_counter() ->
+    case persistent_term:get(?UNREACHED_KEY, undefined) of
+        undefined ->
+            Ref = counters:new(1, [write_concurrency]),
+            persistent_term:put(?UNREACHED_KEY, Ref),
+            Ref;
+        Ref ->
+            Ref
     end.
 
 %%--------------------------------------------------------------------
@@ -105,11 +126,21 @@ bridge() ->
 %% received, filtered_out, enqueued, dropped, dropped_queue_full,
 %% dropped_on_stop, dropped_invalid, delivered, failed, retried, requeued,
 %% queue_len, queue_bytes, inflight, delivery_latency_ms => #{p50, p99},
-%% topics => #{KafkaTopic => #{delivered, failed}}. `#{}' before any start.
+%% topics => #{KafkaTopic => #{delivered, failed}}, and
+%% dropped_nif_unavailable: hook calls that never reached the NIF (part of
+%% `dropped', not of `received'). `#{}' before any start.
 metrics() ->
+    Unreached = case persistent_term:get(?UNREACHED_KEY, undefined) of
+                    undefined -> 0;
+                    Ref -> counters:get(Ref, 1)
+                end,
     case nif_call(metrics) of
-        Metrics when is_map(Metrics) -> Metrics;
-        _ -> #{}
+        Metrics = #{dropped := Dropped} ->
+            Metrics#{dropped := Dropped + Unreached, dropped_nif_unavailable => Unreached};
+        _ when Unreached > 0 ->
+            #{dropped => Unreached, dropped_nif_unavailable => Unreached};
+        _ ->
+            #{}
     end.
 
 %% @doc `#{state => connected | connecting | disconnected | stopped, running,

@@ -12,6 +12,7 @@ counters() ->
      {dropped_queue_full, "Events dropped because the buffer was full."},
      {dropped_on_stop, "Events still undelivered when the bridge stopped."},
      {dropped_invalid, "Hook arguments the bridge could not decode."},
+     {dropped_nif_unavailable, "Hook calls that never reached the NIF (library not loaded)."},
      {delivered, "Records acknowledged by Kafka."},
      {failed, "Records Kafka refused or that failed permanently."},
      {retried, "Produce request retries by librdkafka."},

@@ -399,7 +399,7 @@ fn user_properties(message: &Message) -> Headers {
         .and_then(|h| terms::map_get(h, atoms::properties()))
         .filter(|p| p.is_map())
         .and_then(|p| terms::map_get(p, atoms::user_property()));
-    if let Some(Ok(list)) = props.map(|p| p.decode::<Vec<Term>>()) {
+    if let Some(list) = props.and_then(terms::list) {
         for pair in list {
             if let Some([k, v]) = terms::tuple_elements::<2>(pair) {
                 if let (Some(k), Some(v)) = (terms::binary(k), terms::binary(v)) {
@@ -535,10 +535,7 @@ impl Serialize for ReasonText<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             None => s.serialize_none(),
-            Some(t) => match terms::text(t) {
-                Some(text) => s.serialize_str(&text),
-                None => s.collect_str(&format_args!("{t:?}")),
-            },
+            Some(t) => KeyText(t).serialize(s),
         }
     }
 }
@@ -559,11 +556,37 @@ impl Serialize for PubProps<'_> {
 
 /// Any Erlang term as JSON. `undefined` is null, binaries are strings
 /// (base64 when not UTF-8), inet tuples are addresses, proplists are objects.
+/// A term nested deeper than `terms::MAX_TERM_DEPTH` is an error, so the
+/// walk stays far from the end of the scheduler's stack.
 pub struct TermJson<'a>(pub Option<Term<'a>>);
 
 impl Serialize for TermJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Some(term) = self.0 else { return s.serialize_none() };
+        match self.0 {
+            None => s.serialize_none(),
+            Some(term) => TermAt { term, depth: 0 }.serialize(s),
+        }
+    }
+}
+
+/// A term `depth` levels below the field being written.
+struct TermAt<'a> {
+    term: Term<'a>,
+    depth: usize,
+}
+
+impl<'a> TermAt<'a> {
+    fn child(&self, term: Term<'a>) -> TermAt<'a> {
+        TermAt { term, depth: self.depth + 1 }
+    }
+}
+
+impl Serialize for TermAt<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.depth > terms::MAX_TERM_DEPTH {
+            return Err(too_deep());
+        }
+        let term = self.term;
         match term.get_type() {
             TermType::Atom => match terms::as_bool(term) {
                 Some(b) => s.serialize_bool(b),
@@ -574,7 +597,7 @@ impl Serialize for TermJson<'_> {
                 Ok(i) => s.serialize_i64(i),
                 Err(_) => match term.decode::<u64>() {
                     Ok(u) => s.serialize_u64(u),
-                    Err(_) => s.collect_str(&format_args!("{term:?}")),
+                    Err(_) => PrintedTerm(term).serialize(s),
                 },
             },
             TermType::Float => s.serialize_f64(term.decode::<f64>().unwrap_or(0.0)),
@@ -588,25 +611,26 @@ impl Serialize for TermJson<'_> {
             TermType::Map => {
                 let mut map = s.serialize_map(None)?;
                 for (k, v) in MapIterator::new(term).into_iter().flatten() {
-                    map.serialize_entry(&KeyText(k), &TermJson(Some(v)))?;
+                    map.serialize_entry(&KeyText(k), &self.child(v))?;
                 }
                 map.end()
             }
             TermType::List => {
-                let items: Vec<Term> = term.decode().unwrap_or_default();
+                // An improper list (`[1|2]`) is written as Erlang prints it.
+                let Some(items) = terms::list(term) else { return PrintedTerm(term).serialize(s) };
                 let pairs: Option<Vec<[Term; 2]>> = items.iter().map(|t| terms::tuple_elements::<2>(*t)).collect();
                 match pairs {
                     Some(pairs) if !pairs.is_empty() => {
                         let mut map = s.serialize_map(Some(pairs.len()))?;
                         for [k, v] in pairs {
-                            map.serialize_entry(&KeyText(k), &TermJson(Some(v)))?;
+                            map.serialize_entry(&KeyText(k), &self.child(v))?;
                         }
                         map.end()
                     }
                     _ => {
                         let mut seq = s.serialize_seq(Some(items.len()))?;
                         for item in items {
-                            seq.serialize_element(&TermJson(Some(item)))?;
+                            seq.serialize_element(&self.child(item))?;
                         }
                         seq.end()
                     }
@@ -625,25 +649,41 @@ impl Serialize for TermJson<'_> {
                         return s.collect_str(&std::net::SocketAddr::new(ip, port));
                     }
                 }
-                let items = rustler::types::tuple::get_tuple(term).unwrap_or_default();
+                let items = terms::tuple_slice(term).unwrap_or_default();
                 let mut seq = s.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&TermJson(Some(item)))?;
+                for raw in items {
+                    // SAFETY: each element belongs to the tuple, a term of its env.
+                    seq.serialize_element(&self.child(unsafe { Term::new(term.get_env(), *raw) }))?;
                 }
                 seq.end()
             }
-            _ => s.collect_str(&format_args!("{term:?}")),
+            _ => PrintedTerm(term).serialize(s),
         }
     }
 }
 
+fn too_deep<E: serde::ser::Error>() -> E {
+    E::custom(format_args!("a term nested deeper than {} levels, or too large to print", terms::MAX_TERM_DEPTH))
+}
+
+/// A term as the text Erlang prints for it; an error when it is too large
+/// to print on a scheduler (see `terms::printed`).
+struct PrintedTerm<'a>(Term<'a>);
+
+impl Serialize for PrintedTerm<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&terms::printed(self.0).ok_or_else(too_deep)?)
+    }
+}
+
+/// A map key as text: atoms and binaries as they are, anything else printed.
 struct KeyText<'a>(Term<'a>);
 
 impl Serialize for KeyText<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match terms::text(self.0) {
             Some(text) => s.serialize_str(&text),
-            None => s.collect_str(&format_args!("{:?}", self.0)),
+            None => PrintedTerm(self.0).serialize(s),
         }
     }
 }

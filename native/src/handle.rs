@@ -9,6 +9,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 use rustler::sys::{self, ErlNifEnv, ErlNifResourceFlags, ErlNifResourceType};
 use rustler::{Env, Term};
@@ -29,13 +30,11 @@ fn type_name() -> std::ffi::CString {
     std::ffi::CString::new(name).unwrap_or_default()
 }
 
-/// Opens the resource type; called from the library's load callback.
-pub fn open_type(env: Env) -> bool {
-    open(env, ErlNifResourceFlags::ERL_NIF_RT_CREATE)
-}
-
-/// Called from the upgrade callback: takes over this copy's type when an
-/// older module instance opened it, else creates it.
+/// Called from the load and upgrade callbacks: takes over this copy's type
+/// when an older module instance opened it, else creates it. At load, the
+/// older instance may have been purged while a bridge it started lives on
+/// (a `code:purge` then `code:load_file`); the type outlives it with its
+/// resources, and taking it over keeps that bridge reachable.
 pub fn take_over_type(env: Env) -> bool {
     open(env, ErlNifResourceFlags::ERL_NIF_RT_TAKEOVER) || open(env, ErlNifResourceFlags::ERL_NIF_RT_CREATE)
 }
@@ -47,12 +46,36 @@ fn open(env: Env, flags: ErlNifResourceFlags) -> bool {
     // ERTS copies the name into an atom.
     let resource_type = unsafe {
         sys::enif_open_resource_type(env.as_c_arg(), ptr::null(), name.as_ptr(), Some(destructor), flags, &mut tried)
-    };
+    } as *mut ErlNifResourceType;
     if resource_type.is_null() {
         return false;
     }
-    BRIDGE_TYPE.store(resource_type as *mut _, Ordering::Release);
+    let previous = BRIDGE_TYPE.swap(resource_type, Ordering::AcqRel);
+    if previous != resource_type {
+        if !previous.is_null() {
+            ORPHANED_TYPES.lock().unwrap_or_else(|e| e.into_inner()).push(previous as usize);
+        }
+        // SAFETY: allocates one resource of the type, never released: it
+        // keeps the type itself allocated for the life of the VM, so a
+        // pointer kept in ORPHANED_TYPES can never match another type
+        // allocated at the same address. The destructor never sees it.
+        unsafe { sys::enif_alloc_resource(resource_type, 1) };
+    }
     true
+}
+
+/// Types this copy of the library opened for module instances that were
+/// purged since. A purge unlinks the type from ERTS's registry, so the next
+/// load cannot take it over; bridges started under it still live (the
+/// library is never unmapped) and are found here instead.
+static ORPHANED_TYPES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn get_resource(term: Term, resource_type: *const ErlNifResourceType) -> Option<*const c_void> {
+    let mut object: *const c_void = ptr::null();
+    // SAFETY: enif_get_resource checks that `term` is a resource of this
+    // type (the type pointer is only compared).
+    let found = unsafe { sys::enif_get_resource(term.get_env().as_c_arg(), term.as_c_arg(), resource_type, &mut object) };
+    (found != 0).then_some(object)
 }
 
 /// Runs when the VM frees the resource: a bridge collected without a stop
@@ -86,11 +109,10 @@ pub fn new_handle(env: Env<'_>, bridge: Bridge) -> Term<'_> {
 
 /// The bridge behind a handle term, for as long as the term lives.
 pub fn bridge<'a>(term: Term<'a>) -> Option<&'a Bridge> {
-    let mut object: *const c_void = ptr::null();
-    // SAFETY: enif_get_resource checks that `term` is a resource of this
-    // type; the term keeps the resource, and so the Bridge, alive for 'a.
-    let found = unsafe {
-        sys::enif_get_resource(term.get_env().as_c_arg(), term.as_c_arg(), BRIDGE_TYPE.load(Ordering::Acquire), &mut object)
-    };
-    (found != 0).then(|| unsafe { &*aligned(object) })
+    let object = get_resource(term, BRIDGE_TYPE.load(Ordering::Acquire)).or_else(|| {
+        let orphaned = ORPHANED_TYPES.lock().unwrap_or_else(|e| e.into_inner());
+        orphaned.iter().find_map(|t| get_resource(term, *t as *const ErlNifResourceType))
+    })?;
+    // SAFETY: the term keeps the resource, and so the Bridge, alive for 'a.
+    Some(unsafe { &*aligned(object) })
 }

@@ -43,7 +43,7 @@ use crate::event::{DecodeError, Event, EventKind};
 
 mod atoms {
     rustler::atoms! {
-        ok, error, dirty, filtered, dropped,
+        ok, error, dirty, filtered, dropped, not_a_bridge,
         connected, connecting, disconnected,
         client_connected = "client.connected",
         client_disconnected = "client.disconnected",
@@ -157,7 +157,10 @@ fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
 fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     guarded(env, || {
         // Borrowed for this call: no reference count to bump and drop.
-        let bridge = handle::bridge(args[0]).ok_or("not a bridge")?;
+        let Some(bridge) = handle::bridge(args[0]) else {
+            // An atom the Erlang side counts: no counter here can see it.
+            return Ok((atoms::error(), atoms::not_a_bridge()).encode(env));
+        };
         let kind = kind_of(args[1]).ok_or("unknown hook point")?;
         let hook_args = &args[2..2 + arity(kind)];
         let inline_limit = (!on_dirty).then_some(DIRTY_PAYLOAD_BYTES);

@@ -47,7 +47,7 @@ fn build_entry() -> Entry {
 
 /// First load of the module in this VM.
 unsafe extern "C" fn load(env: *mut ErlNifEnv, _priv_data: *mut *mut c_void, _load_info: ErlNifTerm) -> i32 {
-    with_env(env, crate::handle::open_type)
+    with_env(env, crate::handle::take_over_type)
 }
 
 /// A load of the module while an older instance of it holds a NIF library

@@ -52,6 +52,22 @@ pub fn tuple<'a, const N: usize>(term: Term<'a>) -> Option<Elements<'a, N>> {
     Some(Elements { env: term.get_env(), raw: unsafe { &*(array as *const [ErlNifTerm; N]) } })
 }
 
+/// The raw elements of a tuple of any size, borrowed.
+pub fn tuple_slice<'a>(term: Term<'a>) -> Option<&'a [ErlNifTerm]> {
+    let mut arity: rustler::sys::c_int = 0;
+    let mut array: *const ErlNifTerm = std::ptr::null();
+    // SAFETY: as in `tuple`.
+    let ok = unsafe { rustler::sys::enif_get_tuple(term.get_env().as_c_arg(), term.as_c_arg(), &mut arity, &mut array) };
+    if ok == 0 {
+        return None;
+    }
+    if arity == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: the runtime guarantees `arity` valid elements behind `array`.
+    Some(unsafe { std::slice::from_raw_parts(array, arity as usize) })
+}
+
 /// The elements of a tuple of exactly `N` elements, as terms.
 pub fn tuple_elements<'a, const N: usize>(term: Term<'a>) -> Option<[Term<'a>; N]> {
     tuple::<N>(term).map(|elements| std::array::from_fn(|i| elements.get(i)))
@@ -107,6 +123,88 @@ pub fn ipv4_octets(elements: Elements<4>) -> Option<[u8; 4]> {
     Some(octets)
 }
 
+/// The elements of a proper list, or `None` for anything else. rustler's
+/// list decoder panics on an improper list (`[1|2]`); this one says no.
+pub fn list<'a>(term: Term<'a>) -> Option<Vec<Term<'a>>> {
+    let env = term.get_env();
+    let mut items = Vec::new();
+    let mut rest = term.as_c_arg();
+    loop {
+        let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+        // SAFETY: enif_get_list_cell only reads `rest`, a term of `env`,
+        // and writes the two out-params, which are terms of `env` too.
+        if unsafe { rustler::sys::enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 0 {
+            // SAFETY: reads a term of `env`.
+            let proper = unsafe { rustler::sys::enif_is_empty_list(env.as_c_arg(), rest) } != 0;
+            return proper.then_some(items);
+        }
+        // SAFETY: `head` is a term of `env`.
+        items.push(unsafe { Term::new(env, head) });
+        rest = tail;
+    }
+}
+
+/// How deep the generic term walks (a hook field as JSON, a term printed
+/// as text) may go. EMQX's own terms are a few levels deep; the limit
+/// keeps any walk far from the end of a scheduler's stack.
+pub const MAX_TERM_DEPTH: usize = 32;
+
+/// The term printed as Erlang writes it (`{shutdown,tcp_closed}`), or
+/// `None` when it is nested deeper than `MAX_TERM_DEPTH` or has more than
+/// `MAX_PRINTED_NODES` parts: printing walks the whole term on the
+/// scheduler, so only a small one is printed.
+pub fn printed(term: Term) -> Option<String> {
+    small(term, MAX_TERM_DEPTH, MAX_PRINTED_NODES).then(|| format!("{term:?}"))
+}
+
+const MAX_PRINTED_NODES: usize = 1_000;
+
+/// Whether `term` is at most `max_depth` deep with at most `max_nodes`
+/// parts. Iterative, and stops at the first limit passed, so its own cost
+/// is bounded whatever the term.
+fn small(term: Term, max_depth: usize, max_nodes: usize) -> bool {
+    let mut pending = vec![(term, 0usize)];
+    let mut nodes = 0;
+    while let Some((term, depth)) = pending.pop() {
+        nodes += 1;
+        if depth > max_depth || nodes > max_nodes {
+            return false;
+        }
+        let children: Vec<Term> = match term.get_type() {
+            TermType::List => {
+                let env = term.get_env();
+                let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+                // SAFETY: as in `list`; one cell at a time, so an improper
+                // tail is simply the next part.
+                if unsafe { rustler::sys::enif_get_list_cell(env.as_c_arg(), term.as_c_arg(), &mut head, &mut tail) } == 0 {
+                    continue;
+                }
+                // SAFETY: both are terms of `env`. The tail stays at this
+                // depth: a long list is wide, not deep.
+                pending.push((unsafe { Term::new(env, tail) }, depth));
+                vec![unsafe { Term::new(env, head) }]
+            }
+            TermType::Tuple => {
+                let elements = tuple_slice(term).unwrap_or_default();
+                if nodes + elements.len() > max_nodes {
+                    return false;
+                }
+                // SAFETY: each element belongs to the tuple, a term of this env.
+                elements.iter().map(|raw| unsafe { Term::new(term.get_env(), *raw) }).collect()
+            }
+            TermType::Map => {
+                if nodes + 2 * term.map_size().unwrap_or(0) > max_nodes {
+                    return false;
+                }
+                MapIterator::new(term).into_iter().flatten().flat_map(|(k, v)| [k, v]).collect()
+            }
+            _ => continue,
+        };
+        pending.extend(children.into_iter().map(|child| (child, depth + 1)));
+    }
+    true
+}
+
 /// Text of an atom or binary (clientids are binaries, system senders atoms).
 pub fn text(term: Term<'_>) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(bytes) = binary(term) {
@@ -127,15 +225,11 @@ pub fn to_json(term: Term) -> Result<serde_json::Value, String> {
     to_json_at(term, "", 0)
 }
 
-/// Configs are a few levels deep; a limit keeps the walk off the end of a
-/// dirty scheduler's stack whatever the term.
-const MAX_CONFIG_DEPTH: usize = 32;
-
 fn to_json_at(term: Term, path: &str, depth: usize) -> Result<serde_json::Value, String> {
     use serde_json::Value;
     let at = |what: &str| format!("{}: {what}", if path.is_empty() { "config" } else { path });
-    if depth > MAX_CONFIG_DEPTH {
-        return Err(at(&format!("nested deeper than {MAX_CONFIG_DEPTH} levels")));
+    if depth > MAX_TERM_DEPTH {
+        return Err(at(&format!("nested deeper than {MAX_TERM_DEPTH} levels")));
     }
     Ok(match term.get_type() {
         TermType::Map => {
@@ -161,7 +255,7 @@ fn to_json_at(term: Term, path: &str, depth: usize) -> Result<serde_json::Value,
         TermType::Integer => Value::from(term.decode::<i64>().map_err(|_| at("integer out of range"))?),
         TermType::Float => Value::from(term.decode::<f64>().map_err(|_| at("bad float"))?),
         TermType::List => {
-            let items: Vec<Term> = term.decode().map_err(|_| at("improper list"))?;
+            let items = list(term).ok_or_else(|| at("an improper list"))?;
             // A charlist such as "localhost:9092" from a sys.config is a string.
             if !items.is_empty() && items.iter().all(|t| t.is_integer()) {
                 let chars: Option<String> =

@@ -30,13 +30,22 @@ pub fn validate(filter: &str) -> Result<(), &'static str> {
 }
 
 /// A set of filters, each tagged with its position in the configuration.
-#[derive(Default, Debug)]
+/// A filter may have thousands of levels (up to 65 535 bytes), so nothing
+/// here recurses over them: matching keeps its own stack and dropping
+/// unlinks the nodes one by one.
+#[derive(Default)]
 pub struct FilterTrie {
     root: Node,
     len: usize,
 }
 
-#[derive(Default, Debug)]
+impl std::fmt::Debug for FilterTrie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterTrie").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct Node {
     literal: HashMap<Box<str>, Node>,
     plus: Option<Box<Node>>,
@@ -44,6 +53,25 @@ struct Node {
     hash: Option<usize>,
     /// Filters ending exactly here.
     end: Option<usize>,
+}
+
+impl Drop for Node {
+    /// Drops the subtree level by level: the derived drop would recurse
+    /// once per level, deeper than a scheduler's stack allows.
+    fn drop(&mut self) {
+        let mut detached: Vec<Node> = self.take_children();
+        while let Some(mut node) = detached.pop() {
+            detached.extend(node.take_children());
+        }
+    }
+}
+
+impl Node {
+    fn take_children(&mut self) -> Vec<Node> {
+        let mut children: Vec<Node> = self.literal.drain().map(|(_, child)| child).collect();
+        children.extend(self.plus.take().map(|child| *child));
+        children
+    }
 }
 
 impl FilterTrie {
@@ -82,7 +110,26 @@ impl FilterTrie {
         // MQTT: wildcards at the first level never match topics starting with '$'.
         let dollar = topic.starts_with('$');
         let mut best = None;
-        self.root.collect(levels, dollar, &mut best);
+        // (node, the levels left after it, whether the first level is a '$' one)
+        let mut pending = vec![(&self.root, levels, dollar)];
+        while let Some((node, mut levels, dollar_first)) = pending.pop() {
+            // '#' also matches the parent level ("a/#" matches "a").
+            if !dollar_first {
+                lower(&mut best, node.hash);
+            }
+            let Some(level) = levels.next() else {
+                lower(&mut best, node.end);
+                continue;
+            };
+            if let Some(child) = node.literal.get(level) {
+                pending.push((child, levels.clone(), false));
+            }
+            if !dollar_first {
+                if let Some(child) = &node.plus {
+                    pending.push((child, levels, false));
+                }
+            }
+        }
         best
     }
 
@@ -100,27 +147,6 @@ fn keep_first(slot: &mut Option<usize>, index: usize) {
 fn lower(best: &mut Option<usize>, found: Option<usize>) {
     if let Some(index) = found {
         keep_first(best, index);
-    }
-}
-
-impl Node {
-    fn collect<'t>(&self, mut levels: std::str::Split<'t, char>, dollar_first: bool, best: &mut Option<usize>) {
-        // '#' also matches the parent level ("a/#" matches "a").
-        if !dollar_first {
-            lower(best, self.hash);
-        }
-        let Some(level) = levels.next() else {
-            lower(best, self.end);
-            return;
-        };
-        if let Some(child) = self.literal.get(level) {
-            child.collect(levels.clone(), false, best);
-        }
-        if !dollar_first {
-            if let Some(child) = &self.plus {
-                child.collect(levels, false, best);
-            }
-        }
     }
 }
 
@@ -180,6 +206,26 @@ mod tests {
         assert_eq!(trie.first_match("site/42/temp"), Some(0));
         assert_eq!(trie.first_match("site/7/temp"), Some(8));
         assert_eq!(trie.first_match("other/7/temp"), None);
+    }
+
+    /// The longest legal filters, matched and dropped on a stack far
+    /// smaller than a scheduler's: each level once took a stack frame.
+    #[test]
+    fn longest_filters_match_and_drop_on_a_small_stack() {
+        let levels = 65_535 / 2 + 1;
+        let literal = vec!["a"; levels].join("/");
+        let plus = vec!["+"; levels].join("/");
+        let hash = format!("{}/#", vec!["a"; levels - 1].join("/"));
+        for filter in [&literal, &plus, &hash] {
+            assert!(validate(filter).is_ok() && filter.len() <= 65_535);
+        }
+        let run = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
+            let trie = FilterTrie::new([literal.as_str(), plus.as_str(), hash.as_str()]);
+            let matched = (trie.first_match(&literal), trie.first_match(&format!("{literal}/b")), trie.first_match("a/a"));
+            drop(trie);
+            matched
+        });
+        assert_eq!(run.unwrap().join().unwrap(), (Some(0), Some(2), None));
     }
 
     #[test]
