@@ -14,7 +14,7 @@
 all() ->
     [outage_across_restart_loses_nothing, kill_9_loses_nothing_spooled, corrupted_tail_is_skipped_and_counted,
      full_spool_counts_every_drop, hybrid_spills_during_outage, unusable_dir_refuses_to_start,
-     stop_log_tells_delivered_from_kept].
+     stop_log_tells_delivered_from_kept, drop_oldest_then_kill_9_counts_every_loss].
 
 init_per_testcase(_Case, Config) ->
     Priv = ?config(priv_dir, Config),
@@ -101,6 +101,46 @@ kill_9_loses_nothing_spooled(Config) ->
         Ids = lists:usort(ids(consume(Broker, Topic, N, 10000))),
         ?assertEqual([], ordsets:subtract(lists:seq(1, Spooled), Ids)),
         ct:log("~b distinct ids arrived", [length(Ids)])
+    after
+        peer:call(Peer2, application, stop, [emqx_plugin_kafka_bridge]),
+        peer:stop(Peer2)
+    end.
+
+%% drop_oldest on a full spool while the broker is down, then kill -9:
+%% every event is delivered by the next node or counted as dropped by the
+%% first. Eviction once deleted segments whose records librdkafka held
+%% only in memory, and counted none of them.
+drop_oldest_then_kill_9_counts_every_loss(Config) ->
+    Down = down_broker(Config),
+    Topic = unique(<<"evict">>),
+    N = 40000,
+    Buffer = #{<<"overflow">> => <<"drop_oldest">>, <<"max_messages">> => 1000000,
+               <<"segment_bytes">> => <<"512KB">>, <<"max_disk_bytes">> => <<"2MB">>},
+    BridgeConfig = bridge_config(Down, Topic, Config, Buffer),
+    {Peer1, OsPid} = start_peer(BridgeConfig),
+    ok = peer:call(Peer1, kafka_bridge_test_lib, publish_range, [1, N, <<"e/1">>], 60000),
+    PeerMetrics = fun() -> peer:call(Peer1, emqx_plugin_kafka_bridge, metrics, []) end,
+    %% Every event written or dropped: the queue is empty and the spool
+    %% thread's counts have settled.
+    Settled = fun() -> #{queue_len := Q, spooled := S, dropped_spool_full := F} = PeerMetrics(), {Q, S, F} end,
+    ok = wait_until(fun() ->
+                            case Settled() of
+                                {0, _, _} = Now -> timer:sleep(300), Settled() =:= Now;
+                                _ -> false
+                            end
+                    end, 30000),
+    #{dropped_spool_full := Dropped, spooled := Spooled, inflight := InFlight} = PeerMetrics(),
+    ct:log("spooled ~b, dropped_spool_full ~b, in librdkafka ~b", [Spooled, Dropped, InFlight]),
+    ?assert(Dropped > 0),
+    os:cmd("kill -9 " ++ OsPid),
+    Broker = bring_up(Down, Topic),
+    {Peer2, _} = start_peer(bridge_config(Broker, Topic, Config, Buffer)),
+    try
+        Ids = lists:usort(ids(consume(Broker, Topic, N - Dropped, 10000))),
+        ct:log("~b distinct ids arrived", [length(Ids)]),
+        %% drop_oldest keeps the newest.
+        ?assertEqual([], ordsets:subtract(lists:seq(N - 100, N), Ids)),
+        ?assert(length(Ids) + Dropped >= N)
     after
         peer:call(Peer2, application, stop, [emqx_plugin_kafka_bridge]),
         peer:stop(Peer2)

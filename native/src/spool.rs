@@ -207,6 +207,10 @@ impl Spool {
         Ok(spool)
     }
 
+    pub fn max_disk_bytes(&self) -> u64 {
+        self.config.max_disk_bytes
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -481,9 +485,15 @@ impl Spool {
     }
 
     /// Removes the oldest segment; returns how many of its records were
-    /// never read (those are what `drop_oldest` loses).
+    /// never read.
     fn delete_oldest(&mut self) -> u64 {
-        let Some(segment) = self.segments.pop_front() else { return 0 };
+        self.delete_segment(0)
+    }
+
+    /// Removes the segment at `index`; returns how many of its records were
+    /// never read (those are what `drop_oldest` loses).
+    fn delete_segment(&mut self, index: usize) -> u64 {
+        let Some(segment) = self.segments.remove(index) else { return 0 };
         let read_to = match self.cursor.take_if(|c| c.segment == segment.id) {
             Some(cursor) => Some(cursor.offset),
             None if segment.read_done => None,
@@ -496,15 +506,28 @@ impl Spool {
         unread
     }
 
-    /// `drop_oldest` on a full spool: deletes the oldest segment to make
-    /// room, returning how many unread records went with it.
-    pub fn evict_oldest_segment(&mut self) -> io::Result<u64> {
-        if self.segments.len() == 1 {
-            self.roll()?;
-        }
-        let dropped = self.delete_oldest();
+    /// `drop_oldest` on a full spool: deletes the oldest segment that holds
+    /// no record librdkafka has and Kafka has not yet acknowledged, and
+    /// returns how many unread records went with it. Such records live
+    /// only in librdkafka's memory, so after a crash their segment is their
+    /// only copy: it stays. `None` when every segment holds some.
+    pub fn evict_oldest_segment(&mut self) -> io::Result<Option<u64>> {
+        self.clear_fresh();
+        let sealed = self.segments.len() - 1;
+        let candidate = match self.segments.iter().take(sealed).position(|s| s.outstanding == 0) {
+            Some(index) => index,
+            None => {
+                let active = self.segments.back().expect("an active segment");
+                if active.outstanding > 0 || active.bytes + self.write_buf.len() as u64 == 0 {
+                    return Ok(None);
+                }
+                self.roll()?;
+                sealed
+            }
+        };
+        let dropped = self.delete_segment(candidate);
         self.update_gauges();
-        Ok(dropped)
+        Ok(Some(dropped))
     }
 
     /// Flushes, syncs and records what was delivered. Called on stop.
@@ -850,10 +873,41 @@ mod tests {
         spool.flush(false).unwrap();
         assert!(buffered < 1000 && buffered > 100);
         assert!(spool.disk_bytes <= 8192);
-        let dropped = spool.evict_oldest_segment().unwrap();
+        let dropped = spool.evict_oldest_segment().unwrap().unwrap();
         assert!(dropped > 0);
         let left = drain(&mut spool).len() as u64;
         assert_eq!(left + dropped, buffered);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Records handed to librdkafka and not yet acknowledged exist only in
+    /// its memory: `drop_oldest` keeps their segment, evicts a later one,
+    /// and a crash then loses nothing it did not count.
+    #[test]
+    fn drop_oldest_keeps_segments_librdkafka_holds_records_of() {
+        let dir = temp_dir("evict_inflight");
+        let mut spool = Spool::open(&config(&dir, 4096, 16384), shared()).unwrap();
+        let mut buffered = 0;
+        while let Appended::Buffered(_) = spool.append(&record(buffered), Now::get()).unwrap() {
+            buffered += 1;
+        }
+        spool.flush(false).unwrap();
+        let first = spool.segments[0].id;
+        let in_flight = spool.next(Now::get()).unwrap().1;
+        assert_eq!(in_flight.segment, first);
+        // Evicting until nothing can go: every segment but the one with
+        // the record in flight goes, and then the caller drops new records.
+        let mut evicted = 0;
+        while let Some(dropped) = spool.evict_oldest_segment().unwrap() {
+            assert_eq!(spool.segments[0].id, first, "the segment with a record in flight stays");
+            evicted += dropped;
+        }
+        assert!(evicted > 0);
+        assert_eq!(spool.segments.len(), 2, "the kept segment and an empty active one");
+        // A crash: nothing settled. The record in flight is replayed.
+        drop(spool);
+        let (values, _) = reopen_and_read(&dir);
+        assert_eq!(values.first().map(Vec::as_slice), Some(record(0).value()));
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -46,6 +46,8 @@ pub struct Options {
 struct Window {
     front_seq: usize,
     slots: VecDeque<Slot>,
+    /// Bytes of spool records in librdkafka and not yet settled.
+    spool_bytes: u64,
 }
 
 struct Slot {
@@ -53,6 +55,8 @@ struct Slot {
     /// `None` for a hybrid record sent straight from memory.
     position: Option<Position>,
     enqueued_at: Instant,
+    /// The record's size when it came from the spool, else 0.
+    spool_bytes: u64,
 }
 
 impl Window {
@@ -60,12 +64,22 @@ impl Window {
         self.front_seq + self.slots.len()
     }
 
-    fn push(&mut self, position: Option<Position>, enqueued_at: Instant) {
-        self.slots.push_back(Slot { settled: false, position, enqueued_at });
+    fn push(&mut self, position: Option<Position>, enqueued_at: Instant, spool_bytes: u64) {
+        self.spool_bytes += spool_bytes;
+        self.slots.push_back(Slot { settled: false, position, enqueued_at, spool_bytes });
     }
 
     fn slot(&mut self, seq: usize) -> Option<&mut Slot> {
         self.slots.get_mut(seq.checked_sub(self.front_seq)?)
+    }
+
+    /// Marks a record settled (once); returns its slot.
+    fn settle(&mut self, seq: usize) -> Option<&Slot> {
+        let slot = self.slots.get_mut(seq.checked_sub(self.front_seq)?)?;
+        if !std::mem::replace(&mut slot.settled, true) {
+            self.spool_bytes -= slot.spool_bytes;
+        }
+        Some(slot)
     }
 
     /// Pops settled records off the front, committing spool positions.
@@ -169,7 +183,7 @@ impl SpoolThread {
                 let seq = self.window.next_seq();
                 let enqueued_at = record.enqueued_at;
                 match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
-                    Produced::Queued => return self.window.push(None, enqueued_at),
+                    Produced::Queued => return self.window.push(None, enqueued_at, 0),
                     Produced::Refused => return,
                     Produced::QueueFull(back) => {
                         self.start_spilling("the memory buffer is full");
@@ -210,10 +224,12 @@ impl SpoolThread {
                 Ok(Appended::Buffered(position)) => return self.spool.offer_fresh(record, position),
                 Ok(Appended::Full) if self.options.overflow == Overflow::DropOldest => {
                     match self.spool.evict_oldest_segment() {
-                        Ok(dropped) => {
+                        Ok(Some(dropped)) => {
                             metrics.dropped_spool_full.fetch_add(dropped, Relaxed);
                             self.log_full();
                         }
+                        // Every segment holds records librdkafka has: drop this one.
+                        Ok(None) => break,
                         Err(error) => return self.write_failed(&error, 1),
                     }
                 }
@@ -246,17 +262,25 @@ impl SpoolThread {
     }
 
     /// Hands spool records to librdkafka until it is full or none are left.
+    /// At most a quarter of `buffer.max_disk_bytes` is in librdkafka at a
+    /// time: those records' segments cannot be evicted (librdkafka holds
+    /// them only in memory), and `drop_oldest` needs older ones it can.
     fn feed(&mut self) {
         let now = Now::get();
+        let max_in_flight = self.spool.max_disk_bytes() / 4;
         for _ in 0..FEED {
+            if self.window.spool_bytes >= max_in_flight {
+                return;
+            }
             let Some((record, position)) = self.pending.take().or_else(|| self.spool.next(now)) else { return };
             let seq = self.window.next_seq();
             let enqueued_at = record.enqueued_at;
+            let bytes = record.budget_bytes() as u64;
             match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
-                Produced::Queued => self.window.push(Some(position), enqueued_at),
+                Produced::Queued => self.window.push(Some(position), enqueued_at, bytes),
                 Produced::Refused => {
                     // Never retried: settle it so its segment can go.
-                    self.window.push(Some(position), enqueued_at);
+                    self.window.push(Some(position), enqueued_at, bytes);
                     self.settle_one(seq, false, Instant::now());
                 }
                 Produced::QueueFull(back) => {
@@ -294,8 +318,7 @@ impl SpoolThread {
     }
 
     fn settle_one(&mut self, seq: usize, delivered: bool, now: Instant) {
-        let Some(slot) = self.window.slot(seq) else { return };
-        slot.settled = true;
+        let Some(slot) = self.window.settle(seq) else { return };
         if delivered {
             self.shared.metrics.latency.record(now.saturating_duration_since(slot.enqueued_at).as_millis() as u64);
         }
