@@ -14,7 +14,8 @@
 all() ->
     [outage_across_restart_loses_nothing, kill_9_loses_nothing_spooled, corrupted_tail_is_skipped_and_counted,
      full_spool_counts_every_drop, hybrid_spills_during_outage, unusable_dir_refuses_to_start,
-     stop_log_tells_delivered_from_kept, drop_oldest_then_kill_9_counts_every_loss].
+     stop_log_tells_delivered_from_kept, drop_oldest_then_kill_9_counts_every_loss,
+     a_dir_in_use_is_refused, a_foreign_dir_is_refused_and_left_alone].
 
 init_per_testcase(_Case, Config) ->
     Priv = ?config(priv_dir, Config),
@@ -146,10 +147,52 @@ drop_oldest_then_kill_9_counts_every_loss(Config) ->
         peer:stop(Peer2)
     end.
 
+%% Two nodes on one host given the same buffer.dir replayed and deleted
+%% each other's segments. The second is refused, naming buffer.dir, and
+%% starts once the first has stopped.
+a_dir_in_use_is_refused(Config) ->
+    Down = down_broker(Config),
+    BridgeConfig = bridge_config(Down, <<"t">>, Config, #{}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(BridgeConfig),
+    {ok, Peer, _} = peer:start(#{connection => standard_io, args => peer_code_path()}),
+    try
+        ok = peer:call(Peer, kafka_bridge_test_lib, set_plugin_config, [BridgeConfig]),
+        Result = peer:call(Peer, application, start, [emqx_plugin_kafka_bridge]),
+        ct:log("~p", [Result]),
+        {error, Reason} = Result,
+        Text = iolist_to_binary(io_lib:format("~p", [Reason])),
+        ?assertNotEqual(nomatch, binary:match(Text, <<"buffer.dir: ">>)),
+        ?assertNotEqual(nomatch, binary:match(Text, <<"is in use by another bridge">>)),
+        ok = kafka_bridge_test_lib:stop_bridge(),
+        ?assertEqual(ok, peer:call(Peer, application, start, [emqx_plugin_kafka_bridge])),
+        peer:call(Peer, application, stop, [emqx_plugin_kafka_bridge])
+    after
+        peer:stop(Peer)
+    end.
+
+%% buffer.dir = a directory with other files in it (such as /tmp): the
+%% spool once deleted its *.tmp files and adopted any <number>.seg. Now
+%% the start is refused and every file is left as it was.
+a_foreign_dir_is_refused_and_left_alone(Config) ->
+    Dir = ?config(spool_dir, Config),
+    Files = [{"draft.tmp", <<"an editor's autosave">>}, {"1.seg", <<"someone else's">>}],
+    [ok = file:write_file(filename:join(Dir, Name), Bytes) || {Name, Bytes} <- Files,
+                                                            ok <- [filelib:ensure_dir(filename:join(Dir, Name))]],
+    kafka_bridge_test_lib:set_plugin_config(bridge_config(down_broker(Config), <<"t">>, Config, #{})),
+    {error, Reason} = application:start(emqx_plugin_kafka_bridge),
+    Text = iolist_to_binary(io_lib:format("~p", [Reason])),
+    ct:log("~s", [Text]),
+    ?assertNotEqual(nomatch, binary:match(Text, <<"buffer.dir: ">>)),
+    ?assertNotEqual(nomatch, binary:match(Text, <<"holds files the spool did not make">>)),
+    ?assertEqual(lists:sort([N || {N, _} <- Files]), lists:sort(element(2, file:list_dir(Dir)))),
+    [?assertEqual({ok, Bytes}, file:read_file(filename:join(Dir, Name))) || {Name, Bytes} <- Files].
+
+peer_code_path() ->
+    ["-pa", filename:dirname(code:which(emqx_plugin_kafka_bridge)),
+     "-pa", filename:dirname(code:which(emqx_hooks))].
+
 start_peer(BridgeConfig) ->
-    Ebin = filename:dirname(code:which(emqx_plugin_kafka_bridge)),
-    TestEbin = filename:dirname(code:which(emqx_hooks)),
-    {ok, Peer, _Node} = peer:start(#{connection => standard_io, args => ["-pa", Ebin, "-pa", TestEbin]}),
+    {ok, Peer, _Node} = peer:start(#{connection => standard_io, args => peer_code_path()}),
     ok = peer:call(Peer, kafka_bridge_test_lib, set_plugin_config, [BridgeConfig]),
     {ok, _} = peer:call(Peer, application, ensure_all_started, [emqx_plugin_kafka_bridge]),
     {Peer, peer:call(Peer, os, getpid, [])}.

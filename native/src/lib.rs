@@ -23,6 +23,7 @@ mod record_buffer;
 mod routing;
 mod security;
 mod spool;
+mod spool_dir;
 mod spooler;
 mod terms;
 mod topic_filter;

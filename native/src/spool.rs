@@ -1,10 +1,12 @@
 //! The disk spool: append-only segment files of checksummed records.
 //!
-//! Layout under `buffer.dir`:
+//! Layout under `buffer.dir` (which files are the spool's: `spool_dir.rs`):
 //! - `<id>.seg`: records, each `[body length: u32 LE][CRC32C of body: u32 LE][body]`.
 //! - `<id>.committed`: how many leading records of the segment Kafka has
 //!   acknowledged, and the byte offset after them. Written atomically
 //!   (temp file, fsync, rename) so a crash leaves the old or the new one.
+//! - `<id>.sealed`: how many records a sealed segment holds, written when
+//!   it is sealed, so records lost to a damaged header are counted exactly.
 //!
 //! One thread owns a `Spool` (see `spooler.rs`): it appends, reads back from
 //! a cursor, commits acknowledged prefixes and deletes finished segments.
@@ -22,9 +24,9 @@ use std::time::{Duration, Instant};
 use crate::config::{Fsync, SpoolConfig};
 use crate::encode::Headers;
 use crate::log::Level;
-use crate::metrics::inc;
 use crate::producer::Shared;
 use crate::queue::Record;
+use crate::spool_dir::{committed_path, sealed_path, segment_path, SpoolDir};
 
 const HEADER_BYTES: u64 = 8;
 /// Larger lengths can only come from a corrupted header.
@@ -56,6 +58,11 @@ struct Segment {
     outstanding: u64,
     /// Records appended by this run (numbering continues from here).
     appended: u64,
+    /// How many records the segment holds, once sealed (`None` for one a
+    /// crash left unsealed).
+    sealed_count: Option<u64>,
+    /// A damaged record in it has been logged (once per segment).
+    damage_logged: bool,
 }
 
 struct Cursor {
@@ -68,7 +75,7 @@ struct Cursor {
 }
 
 pub struct Spool {
-    dir: PathBuf,
+    dir: SpoolDir,
     config: SpoolConfig,
     shared: Arc<Shared>,
     /// Oldest first; the last one is being written.
@@ -135,49 +142,44 @@ pub enum Appended {
 
 impl Segment {
     fn new(id: u64, bytes: u64, committed: (u64, u64)) -> Segment {
-        Segment { id, bytes, committed, commit_dirty: false, read_done: false, outstanding: 0, appended: 0 }
+        Segment {
+            id,
+            bytes,
+            committed,
+            commit_dirty: false,
+            read_done: false,
+            outstanding: 0,
+            appended: 0,
+            sealed_count: None,
+            damage_logged: false,
+        }
     }
-}
-
-fn segment_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:020}.seg"))
-}
-
-fn committed_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id:020}.committed"))
 }
 
 impl Spool {
     /// Opens `dir` (creating it), finds the segments a previous run left,
     /// and starts a new segment to write. Fails only if `dir` is unusable.
     pub fn open(config: &SpoolConfig, shared: Arc<Shared>) -> Result<Spool, String> {
-        let dir = PathBuf::from(if config.dir.is_empty() { crate::config::DEFAULT_SPOOL_DIR } else { &config.dir });
-        let unusable = |e: io::Error| format!("buffer.dir: cannot write to {:?}: {e}", dir.display().to_string());
-        fs::create_dir_all(&dir).map_err(unusable)?;
-        let mut ids = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(unusable)? {
-            let name = entry.map_err(unusable)?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(id) = name.strip_suffix(".seg").and_then(|n| n.parse::<u64>().ok()) {
-                ids.push(id);
-            } else if name.ends_with(".tmp") {
-                let _ = fs::remove_file(dir.join(&*name));
-            }
-        }
-        ids.sort_unstable();
+        let path = PathBuf::from(if config.dir.is_empty() { crate::config::DEFAULT_SPOOL_DIR } else { &config.dir });
+        let unusable = |e: io::Error| format!("buffer.dir: cannot write to {:?}: {e}", path.display().to_string());
+        let claimed = SpoolDir::claim(&path)?;
+        let dir = claimed.path();
+        let ids = claimed.segment_ids().map_err(unusable)?;
         let mut segments = VecDeque::new();
         let mut disk_bytes = 0;
         for &id in &ids {
-            let bytes = fs::metadata(segment_path(&dir, id)).map(|m| m.len()).unwrap_or(0);
-            let committed = read_committed(&committed_path(&dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
+            let bytes = fs::metadata(segment_path(dir, id)).map(|m| m.len()).unwrap_or(0);
+            let committed = read_committed(&committed_path(dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
             disk_bytes += bytes;
-            segments.push_back(Segment::new(id, bytes, committed));
+            let mut segment = Segment::new(id, bytes, committed);
+            segment.sealed_count = read_sealed(&sealed_path(dir, id));
+            segments.push_back(segment);
         }
         let new_id = ids.last().map_or(1, |last| last + 1);
-        let writer = create_segment(&dir, new_id).map_err(unusable)?;
+        let writer = create_segment(dir, new_id).map_err(unusable)?;
         segments.push_back(Segment::new(new_id, 0, (0, 0)));
         let mut spool = Spool {
-            dir,
+            dir: claimed,
             config: config.clone(),
             shared,
             segments,
@@ -200,7 +202,7 @@ impl Spool {
             spool.replay_note = Some(format!(
                 "replaying {} spool segment(s) from {:?}: {backlog} bytes not yet delivered",
                 ids.len(),
-                spool.dir.display().to_string()
+                spool.dir.path().display().to_string()
             ));
         }
         spool.update_gauges();
@@ -276,9 +278,11 @@ impl Spool {
                 // reader skips the torn tail) and write on in a new one.
                 self.clear_fresh();
                 let lost = std::mem::take(&mut self.unwritten);
+                let active = self.segments.back_mut().expect("an active segment");
+                active.appended = active.appended.saturating_sub(lost);
                 self.disk_bytes -= written;
                 self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
-                let bytes = fs::metadata(segment_path(&self.dir, self.active_id())).map(|m| m.len()).unwrap_or(0);
+                let bytes = fs::metadata(segment_path(self.dir.path(), self.active_id())).map(|m| m.len()).unwrap_or(0);
                 self.disk_bytes += bytes - self.segments.back().map_or(0, |s| s.bytes);
                 self.segments.back_mut().expect("an active segment").bytes = bytes;
                 let _ = self.roll();
@@ -321,10 +325,24 @@ impl Spool {
         if self.config.fsync != Fsync::Never {
             self.writer.sync_data()?;
         }
+        self.seal_active();
         let id = self.active_id() + 1;
-        self.writer = create_segment(&self.dir, id)?;
+        self.writer = create_segment(self.dir.path(), id)?;
         self.segments.push_back(Segment::new(id, 0, (0, 0)));
         Ok(())
+    }
+
+    /// Records how many records the active segment holds, which is final
+    /// once no more are written to it. A failure only costs exactness: a
+    /// damaged header in an unsealed segment counts as one lost record.
+    fn seal_active(&mut self) {
+        let active = self.segments.back_mut().expect("an active segment");
+        let count = active.committed.0.max(active.appended);
+        active.sealed_count = Some(count);
+        if let Err(error) = write_counter_file(&sealed_path(self.dir.path(), active.id), &[count], self.config.fsync != Fsync::Never) {
+            let text = format!("kafka bridge: cannot record a spool segment's record count: {error}");
+            self.shared.logger.limited(Level::Warning, "spool-seal", &text);
+        }
     }
 
     /// True when every record written has been read back.
@@ -358,6 +376,7 @@ impl Spool {
             let index = self.segments.iter().position(|s| s.id == cursor.segment).expect("cursor's segment");
             let sealed = index + 1 < self.segments.len();
             let available = self.segments[index].bytes - cursor.offset;
+            let record_index = cursor.index;
             match read_record(cursor, available, &mut self.read_buf, now) {
                 ReadOutcome::Record(record) => {
                     let position = Position { segment: cursor.segment, index: cursor.index, end: cursor.offset };
@@ -367,14 +386,18 @@ impl Spool {
                 ReadOutcome::End if !sealed => return None,
                 ReadOutcome::End => {}
                 ReadOutcome::Corrupt { skippable } => {
-                    inc(&self.shared.metrics.spool_corrupt_records);
-                    let text = format!(
-                        "kafka bridge: corrupted record {} in spool segment {} skipped{}",
-                        cursor.index,
-                        segment_path(&self.dir, cursor.segment).display(),
-                        if skippable { "" } else { " with the rest of the segment (torn tail)" }
-                    );
-                    self.shared.logger.limited(Level::Error, "spool-corrupt", &text);
+                    // A damaged length loses the rest of the segment: as many
+                    // records as it was sealed with, or one (a torn tail).
+                    // (Past the sealed count is only what a failed write
+                    // left, already counted in dropped_spool_error.)
+                    let lost = match (skippable, self.segments[index].sealed_count) {
+                        (false, Some(count)) => count.saturating_sub(record_index),
+                        _ => 1,
+                    };
+                    if lost > 0 {
+                        self.shared.metrics.spool_corrupt_records.fetch_add(lost, Relaxed);
+                        self.log_damage(index, record_index, lost, skippable);
+                    }
                     if skippable {
                         continue;
                     }
@@ -391,6 +414,25 @@ impl Spool {
                 return None;
             }
         }
+    }
+
+    /// Logs the first damaged record of each segment (every one is counted
+    /// in `spool_corrupt_records`).
+    fn log_damage(&mut self, index: usize, record_index: u64, lost: u64, skippable: bool) {
+        let segment = &mut self.segments[index];
+        if std::mem::replace(&mut segment.damage_logged, true) {
+            return;
+        }
+        let what = if skippable {
+            "skipped it".to_string()
+        } else if segment.sealed_count.is_some() {
+            format!("lost it and the {} after it (its length is damaged)", lost - 1)
+        } else {
+            "lost it and whatever followed (a torn tail, left by a crash)".to_string()
+        };
+        let path = segment_path(self.dir.path(), segment.id);
+        let text = format!("kafka bridge: record {record_index} of spool segment {} is damaged: {what}", path.display());
+        self.shared.logger.log(Level::Error, &text);
     }
 
     /// The next record from memory, when it is the one the cursor is at
@@ -429,7 +471,7 @@ impl Spool {
     fn open_cursor_at(&mut self, id: u64) -> bool {
         let Some(segment) = self.segments.iter_mut().find(|s| s.id == id) else { return false };
         let (index, offset) = segment.committed;
-        let opened = File::open(segment_path(&self.dir, id)).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
+        let opened = File::open(segment_path(self.dir.path(), id)).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
         match opened {
             Ok(file) => {
                 let file = BufReader::with_capacity(1 << 20, file);
@@ -437,11 +479,13 @@ impl Spool {
                 true
             }
             Err(error) => {
-                // An unreadable segment cannot be replayed: count it whole as corrupt.
+                // An unreadable segment cannot be replayed: what it held
+                // past the committed prefix is lost.
                 segment.read_done = true;
-                inc(&self.shared.metrics.spool_corrupt_records);
-                let text = format!("kafka bridge: cannot read spool segment {id}: {error}");
-                self.shared.logger.limited(Level::Error, "spool-corrupt", &text);
+                let lost = segment.sealed_count.map_or(1, |count| count.saturating_sub(index).max(1));
+                self.shared.metrics.spool_corrupt_records.fetch_add(lost, Relaxed);
+                let text = format!("kafka bridge: cannot read spool segment {id} ({lost} records lost): {error}");
+                self.shared.logger.log(Level::Error, &text);
                 false
             }
         }
@@ -472,7 +516,7 @@ impl Spool {
             let sync = self.config.fsync != Fsync::Never;
             for segment in self.segments.iter_mut().filter(|s| s.commit_dirty) {
                 segment.commit_dirty = false;
-                if let Err(error) = write_committed(&self.dir, segment.id, segment.committed, sync) {
+                if let Err(error) = write_committed(self.dir.path(), segment.id, segment.committed, sync) {
                     let text = format!("kafka bridge: cannot record delivered spool records: {error}");
                     self.shared.logger.limited(Level::Warning, "spool-commit", &text);
                 }
@@ -499,9 +543,9 @@ impl Spool {
             None if segment.read_done => None,
             None => Some(segment.committed.1),
         };
-        let path = segment_path(&self.dir, segment.id);
+        let path = segment_path(self.dir.path(), segment.id);
         let unread = read_to.map_or(0, |from| count_records(&path, from, segment.bytes));
-        remove_segment_files(&self.dir, segment.id);
+        remove_segment_files(self.dir.path(), segment.id);
         self.disk_bytes -= segment.bytes;
         unread
     }
@@ -540,7 +584,9 @@ impl Spool {
         // An empty segment is just noise for the next run.
         if let Some(active) = self.segments.back() {
             if active.bytes == 0 {
-                remove_segment_files(&self.dir, active.id);
+                remove_segment_files(self.dir.path(), active.id);
+            } else {
+                self.seal_active();
             }
         }
     }
@@ -557,6 +603,7 @@ impl Spool {
 fn remove_segment_files(dir: &Path, id: u64) {
     let _ = fs::remove_file(segment_path(dir, id));
     let _ = fs::remove_file(committed_path(dir, id));
+    let _ = fs::remove_file(sealed_path(dir, id));
 }
 
 fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
@@ -564,28 +611,47 @@ fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
 }
 
 fn read_committed(path: &Path) -> Option<(u64, u64)> {
-    let bytes = fs::read(path).ok()?;
-    if bytes.len() != 20 || crc32c::crc32c(&bytes[..16]).to_le_bytes() != bytes[16..20] {
-        return None;
+    match read_counter_file(path)?[..] {
+        [index, end] => Some((index, end)),
+        _ => None,
     }
-    let index = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-    let end = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
-    Some((index, end))
+}
+
+fn read_sealed(path: &Path) -> Option<u64> {
+    match read_counter_file(path)?[..] {
+        [count] => Some(count),
+        _ => None,
+    }
 }
 
 fn write_committed(dir: &Path, id: u64, (index, end): (u64, u64), sync: bool) -> io::Result<()> {
-    let mut bytes = Vec::with_capacity(20);
-    bytes.extend_from_slice(&index.to_le_bytes());
-    bytes.extend_from_slice(&end.to_le_bytes());
+    write_counter_file(&committed_path(dir, id), &[index, end], sync)
+}
+
+/// A few u64s (LE) and their CRC32C, or `None` when missing or damaged.
+fn read_counter_file(path: &Path) -> Option<Vec<u64>> {
+    let bytes = fs::read(path).ok()?;
+    let (values, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if values.len() % 8 != 0 || crc32c::crc32c(values).to_le_bytes() != crc {
+        return None;
+    }
+    Some(values.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
+/// Writes a counter file atomically (temp file, sync, rename), so a crash
+/// leaves the old or the new one.
+fn write_counter_file(path: &Path, values: &[u64], sync: bool) -> io::Result<()> {
+    let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-    let path = committed_path(dir, id);
-    let tmp = path.with_extension("committed.tmp");
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
     let mut file = File::create(&tmp)?;
     file.write_all(&bytes)?;
     if sync {
         file.sync_data()?;
     }
-    fs::rename(&tmp, &path)
+    fs::rename(&tmp, path)
 }
 
 /// Body: enqueue time (unix ms, u64), topic (u16 length), key (u32 length,
@@ -832,6 +898,34 @@ mod tests {
         let (values, corrupt) = reopen_and_read(&dir);
         assert_eq!(values.len(), 9);
         assert_eq!(corrupt, 1);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// A damaged length in record 3 of a sealed 100-record segment loses
+    /// records 3 to 99: 97 are counted, in each of two damaged segments.
+    #[test]
+    fn a_damaged_length_counts_every_record_it_loses() {
+        let dir = temp_dir("damaged_length");
+        let mut spool = filled(&dir, 1 << 20, 100);
+        spool.roll().unwrap();
+        for i in 100..200 {
+            spool.append(&record(i), Now::get()).unwrap();
+        }
+        spool.close();
+        drop(spool);
+        for id in [1, 2] {
+            let path = segment_path(&dir, id);
+            let mut bytes = fs::read(&path).unwrap();
+            let mut offset = 0;
+            for _ in 0..3 {
+                offset += 8 + u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+            }
+            bytes[offset + 3] = 0x7f; // a length of about 2 GB
+            fs::write(&path, bytes).unwrap();
+        }
+        let (values, corrupt) = reopen_and_read(&dir);
+        assert_eq!(values.len(), 6);
+        assert_eq!(corrupt, 2 * 97);
         let _ = fs::remove_dir_all(dir);
     }
 
