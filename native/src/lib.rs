@@ -26,6 +26,7 @@ mod spool;
 mod spool_dir;
 mod spooler;
 mod terms;
+mod topic_creator;
 mod topic_filter;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

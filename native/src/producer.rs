@@ -19,7 +19,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
 use rdkafka::statistics::Statistics;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 
 use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
@@ -29,6 +29,7 @@ use crate::metrics::{inc, LatencyCounts, Metrics};
 use crate::queue::{Queue, Record, Waiter};
 use crate::spool::Spool;
 use crate::spooler;
+use crate::topic_creator::TopicCreator;
 
 /// Records handed to librdkafka between two polls.
 const BATCH: usize = 1024;
@@ -475,7 +476,7 @@ impl ProducerHandle {
         } else {
             let admin: AdminClient<DefaultClientContext> =
                 client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
-            Some(TopicCreator { admin, names: create, partitions: kafka.partitions, replication: kafka.replication_factor })
+            Some(TopicCreator::new(admin, create, kafka.partitions, kafka.replication_factor))
         };
         let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
         let overflow = buffer.overflow;
@@ -620,50 +621,6 @@ fn settle(shared: &Shared, left: &mut Vec<Record>, tag: usize, produced: Produce
 
 fn same_topic(a: &Arc<str>, b: &Arc<str>) -> bool {
     Arc::ptr_eq(a, b) || a == b
-}
-
-/// Creates the configured topics before the first record is produced. It
-/// runs on the producer thread, so a broker that is down at start delays
-/// delivery (events wait in the queue) but never the plugin's start.
-struct TopicCreator {
-    admin: AdminClient<DefaultClientContext>,
-    names: Vec<String>,
-    partitions: i32,
-    replication: i32,
-}
-
-impl TopicCreator {
-    fn create_until_done(&self, shared: &Shared, mode: &AtomicU8) {
-        while mode.load(SeqCst) == RUN {
-            match self.try_create() {
-                Ok(()) => return,
-                Err(text) => {
-                    shared.logger.limited(Level::Warning, "create-topics", &text);
-                    shared.status.set_error(text);
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            }
-        }
-    }
-
-    fn try_create(&self) -> Result<(), String> {
-        let topics: Vec<NewTopic> = self
-            .names
-            .iter()
-            .map(|n| NewTopic::new(n, self.partitions, TopicReplication::Fixed(self.replication)))
-            .collect();
-        let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
-        let results = futures_executor::block_on(self.admin.create_topics(&topics, &options))
-            .map_err(|e| format!("kafka.create_topics: cannot create topics {:?}: {e}", self.names))?;
-        for result in results {
-            if let Err((topic, code)) = result {
-                if code != RDKafkaErrorCode::TopicAlreadyExists {
-                    return Err(format!("kafka.create_topics: cannot create topic {topic:?}: {code}"));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
