@@ -529,8 +529,12 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     let mut names = TopicNames::default();
     while mode.load(SeqCst) == RUN {
         if batch.is_empty() {
-            let wait = if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 };
-            batch.extend(waiter.recv(&rx, Duration::from_millis(wait), |nap| poll(&producer, nap)));
+            let wait = Duration::from_millis(if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 });
+            if take_limit(&shared, 0) == 0 {
+                poll(&producer, wait);
+                continue;
+            }
+            batch.extend(waiter.recv(&rx, wait, |nap| poll(&producer, nap)));
         }
         top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         poll_ready(&producer);
@@ -541,6 +545,10 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
         // Drain what the hooks queued before they were removed.
         while Instant::now() < deadline && !(batch.is_empty() && rx.is_empty()) {
             top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
+            if batch.is_empty() && !rx.is_empty() {
+                // drop_oldest's window is full: wait for deliveries.
+                poll(&producer, Duration::from_millis(10));
+            }
         }
         let mut left = 0;
         for record in batch.drain(..).chain(rx.try_iter()) {
@@ -576,11 +584,26 @@ fn top_up_and_hand_over(
     rx: &Receiver<Record>,
     batch: &mut Vec<Record>,
 ) {
-    batch.extend(rx.try_iter().take(BATCH - batch.len()));
+    batch.extend(rx.try_iter().take(take_limit(shared, batch.len())));
     hand_over(producer, shared, names, batch);
     if !batch.is_empty() {
         poll(producer, Duration::from_millis(10));
     }
+}
+
+/// How many more records to take from the queue into a batch of
+/// `batch_len`. `drop_oldest` can evict only from the queue, so then this
+/// thread and librdkafka together hold at most a quarter of
+/// `max_messages`: during an outage the rest of the budget stays where the
+/// oldest can make room for the newest.
+fn take_limit(shared: &Shared, batch_len: usize) -> usize {
+    let room = BATCH - batch_len.min(BATCH);
+    if !shared.queue.drops_oldest() {
+        return room;
+    }
+    let window = (shared.queue.max_messages() / 4).max(1);
+    let held = shared.metrics.inflight.load(Relaxed) as usize + batch_len;
+    window.saturating_sub(held).min(room)
 }
 
 /// Hands `batch` to librdkafka, a run of records for the same topic at a

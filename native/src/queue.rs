@@ -157,7 +157,7 @@ impl Queue {
                     }
                 }
             }
-            if !self.limits.drop_oldest.load(Relaxed) || !self.evict_oldest(metrics) {
+            if !self.drops_oldest() || !self.evict_oldest(metrics) {
                 break;
             }
         }
@@ -223,6 +223,10 @@ impl Queue {
 
     pub fn max_bytes(&self) -> usize {
         self.limits.max_bytes.load(Relaxed)
+    }
+
+    pub fn drops_oldest(&self) -> bool {
+        self.limits.drop_oldest.load(Relaxed)
     }
 
     pub fn max_messages(&self) -> usize {
