@@ -126,7 +126,8 @@ bridge() ->
 %% received, filtered_out, enqueued, dropped, dropped_queue_full,
 %% dropped_on_stop, dropped_invalid, delivered, failed, retried, requeued,
 %% queue_len, queue_bytes, inflight, delivery_latency_ms => #{p50, p99},
-%% topics => #{KafkaTopic => #{delivered, failed}}, and
+%% topics => #{KafkaTopic => #{delivered, failed}} (at most 100 topics),
+%% other_topics => #{delivered, failed} (the sums for the rest), and
 %% dropped_nif_unavailable: hook calls that never reached the NIF (part of
 %% `dropped', not of `received'). `#{}' before any start.
 metrics() ->

@@ -48,7 +48,12 @@ render(Metrics, Status) ->
                        [{["{topic=\"", escape(Topic), "\"}"], maps:get(Key, Row, 0)}
                         || {Topic, Row} <- Topics])
                 || Key <- [delivered, failed], Topics =/= []],
-    iolist_to_binary([up_line(Status), Counters, Gauges, Quantiles, PerTopic]).
+    Other = maps:get(other_topics, Metrics, #{}),
+    OtherTopics = [metric("other_topics_" ++ atom_to_list(Key) ++ "_total", counter,
+                          "Records to topics beyond the 100 reported one by one, by outcome.",
+                          [{"", maps:get(Key, Other, 0)}])
+                   || Key <- [delivered, failed]],
+    iolist_to_binary([up_line(Status), Counters, Gauges, Quantiles, PerTopic, OtherTopics]).
 
 up_line(Status) ->
     Connected = case maps:get(state, Status, stopped) of connected -> 1; _ -> 0 end,

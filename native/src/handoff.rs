@@ -8,6 +8,7 @@
 //! its own copy-made messages at that same point, so it never reads a value
 //! after its report.
 
+use std::collections::HashSet;
 use std::ffi::{c_void, CString};
 use std::ptr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -82,6 +83,8 @@ pub enum Produced {
 #[derive(Default)]
 pub struct TopicNames {
     last: Option<(Arc<str>, CString, TopicHandle)>,
+    /// Every topic used, for `renewal` (cleared with the producer).
+    used: HashSet<Arc<str>>,
 }
 
 /// librdkafka's handle on a topic, made on first use by `produce_run`.
@@ -100,6 +103,11 @@ impl Drop for TopicHandle {
 }
 
 impl TopicNames {
+    /// How many topics were used, counted up to just past `renewal::MAX_TOPICS`.
+    pub fn used(&self) -> usize {
+        self.used.len()
+    }
+
     fn c_name(&mut self, topic: &Arc<str>) -> Option<&CString> {
         self.entry(topic).map(|(_, c_name, _)| &*c_name)
     }
@@ -110,6 +118,9 @@ impl TopicNames {
             None => true,
         };
         if fresh {
+            if self.used.len() <= crate::renewal::MAX_TOPICS {
+                self.used.insert(topic.clone());
+            }
             self.last = Some((topic.clone(), CString::new(topic.as_bytes()).ok()?, TopicHandle(ptr::null_mut())));
         }
         self.last.as_mut()
@@ -245,7 +256,9 @@ fn not_taken(shared: &Shared, record: Record, error: rdsys::rd_kafka_resp_err_t)
 
 fn refused(shared: &Shared, topic: &str, error: &str) {
     let text = format!("Kafka refused a record for topic {topic:?}: {error}");
-    shared.count_failed(topic, &format!("refused:{topic}:{error}"), text);
+    // Rate-limited per error, not per topic: a topic per client would
+    // make a log line, and a limiter entry, per topic.
+    shared.count_failed(topic, &format!("refused:{error}"), text);
 }
 
 /// A librdkafka header list with copies of `headers`.

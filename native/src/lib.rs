@@ -20,6 +20,7 @@ mod plain_text;
 mod producer;
 mod queue;
 mod record_buffer;
+mod renewal;
 mod routing;
 mod security;
 mod spool;
@@ -236,13 +237,17 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             counters.into_iter().map(|(name, value)| (name, value.encode(env))).collect();
         let latency = [("p50", m.latency.quantile(0.50)), ("p99", m.latency.quantile(0.99))];
         fields.push(("delivery_latency_ms", atom_map(env, latency.map(|(q, ms)| (q, ms.encode(env))))?));
+        let outcome = |(delivered, failed): (u64, u64)| {
+            atom_map(env, [("delivered", delivered.encode(env)), ("failed", failed.encode(env))])
+        };
+        let metrics::TopicSnapshot { rows, other } = m.per_topic_snapshot();
         let mut topics = Term::map_new(env);
-        for (topic, delivered, failed) in m.per_topic_snapshot() {
-            let row = atom_map(env, [("delivered", delivered.encode(env)), ("failed", failed.encode(env))])?;
+        for (topic, delivered, failed) in rows {
             let name = rustler::types::binary::NewBinary::from_slice(env, topic.as_bytes());
-            topics = topics.map_put(Term::from(name), row).map_err(|_| "map")?;
+            topics = topics.map_put(Term::from(name), outcome((delivered, failed))?).map_err(|_| "map")?;
         }
         fields.push(("topics", topics));
+        fields.push(("other_topics", outcome(other)?));
         atom_map(env, fields)
     })
 }

@@ -1,4 +1,4 @@
-//! glibc malloc settings for librdkafka's threads.
+//! glibc malloc settings for librdkafka's threads, and giving memory back.
 //!
 //! librdkafka allocates with the C library's malloc: each message on
 //! `produce`, and request buffers of up to `batch.size` on its broker
@@ -39,3 +39,18 @@ pub fn tune() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune() {}
+
+/// Gives the OS back what malloc holds free, after a producer (and every
+/// topic librdkafka kept for it) has been destroyed: glibc keeps freed
+/// memory in its arenas, where a few live blocks pin whole pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn trim() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes each arena's lock and releases free pages.
+    unsafe { malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn trim() {}

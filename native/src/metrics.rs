@@ -40,7 +40,7 @@ pub struct Metrics {
     pub spool_backlog_bytes: AtomicU64,
     pub latency: LatencyHistogram,
     /// Per Kafka topic: (delivered, failed). Only the producer thread writes.
-    pub per_topic: Mutex<HashMap<String, (u64, u64)>>,
+    pub per_topic: Mutex<TopicOutcomes>,
 }
 
 // The padding above is counted by hand: a hook counter added or removed
@@ -55,22 +55,57 @@ impl Metrics {
     /// Counts `count` records delivered to (or failed for) `topic`.
     pub fn topic_outcome(&self, topic: &str, delivered: bool, count: u64) {
         let mut per_topic = self.per_topic.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = match per_topic.get_mut(topic) {
-            Some(entry) => entry,
-            None => per_topic.entry(topic.to_string()).or_default(),
-        };
-        if delivered {
-            entry.0 += count;
-        } else {
-            entry.1 += count;
-        }
+        let outcome = if delivered { (count, 0) } else { (0, count) };
+        per_topic.add(topic, outcome);
     }
 
-    pub fn per_topic_snapshot(&self) -> Vec<(String, u64, u64)> {
+    /// The tracked topics, sorted by name, and the other topics' sums.
+    pub fn per_topic_snapshot(&self) -> TopicSnapshot {
         let per_topic = self.per_topic.lock().unwrap_or_else(|e| e.into_inner());
-        let mut rows: Vec<_> = per_topic.iter().map(|(t, (d, f))| (t.clone(), *d, *f)).collect();
+        let mut rows: Vec<_> = per_topic.rows.iter().map(|(t, (d, f))| (t.clone(), *d, *f)).collect();
         rows.sort();
-        rows
+        TopicSnapshot { rows, other: per_topic.other }
+    }
+}
+
+/// Per-topic outcomes as `metrics()` reports them.
+pub struct TopicSnapshot {
+    /// (topic, delivered, failed)
+    pub rows: Vec<(String, u64, u64)>,
+    /// (delivered, failed) summed over the topics not in `rows`.
+    pub other: (u64, u64),
+}
+
+/// Topics reported one by one; the rest are summed. A templated topic
+/// (`t_${clientid}`) can make a topic per client, and a row each would
+/// grow memory, `metrics()` and the Prometheus text without bound.
+pub const MAX_TRACKED_TOPICS: usize = 100;
+
+/// Per-topic (delivered, failed) for at most `MAX_TRACKED_TOPICS` topics,
+/// the busiest as far as a bounded table can tell: a new topic takes the
+/// place of the least busy one, whose counts move to `other`. Every record
+/// stays counted exactly once.
+#[derive(Default)]
+pub struct TopicOutcomes {
+    rows: HashMap<String, (u64, u64)>,
+    other: (u64, u64),
+}
+
+impl TopicOutcomes {
+    fn add(&mut self, topic: &str, (delivered, failed): (u64, u64)) {
+        if let Some(row) = self.rows.get_mut(topic) {
+            row.0 += delivered;
+            row.1 += failed;
+            return;
+        }
+        if self.rows.len() >= MAX_TRACKED_TOPICS {
+            let least = self.rows.iter().min_by_key(|(_, (d, f))| d + f).map(|(t, _)| t.clone());
+            if let Some((d, f)) = least.and_then(|t| self.rows.remove(&t)) {
+                self.other.0 += d;
+                self.other.1 += f;
+            }
+        }
+        self.rows.insert(topic.to_string(), (delivered, failed));
     }
 }
 
@@ -135,6 +170,23 @@ impl LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 100 000 one-record topics and one busy topic: at most 100 rows,
+    /// the busy one among them, and every record counted once.
+    #[test]
+    fn per_topic_rows_are_bounded_and_sum_exactly() {
+        let metrics = Metrics::default();
+        for n in 0..100_000u64 {
+            metrics.topic_outcome(&format!("t_{n}"), n % 3 != 0, 1);
+            metrics.topic_outcome("busy", true, 1);
+        }
+        let TopicSnapshot { rows, other: (other_delivered, other_failed) } = metrics.per_topic_snapshot();
+        assert!(rows.len() <= MAX_TRACKED_TOPICS);
+        assert!(rows.iter().any(|(t, d, _)| t == "busy" && *d == 100_000));
+        let delivered: u64 = rows.iter().map(|r| r.1).sum::<u64>() + other_delivered;
+        let failed: u64 = rows.iter().map(|r| r.2).sum::<u64>() + other_failed;
+        assert_eq!((delivered, failed), (100_000 + 66_666, 33_334));
+    }
 
     #[test]
     fn quantiles_pick_bucket_bounds() {

@@ -17,7 +17,6 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext, PurgeConfig};
-use rdkafka::statistics::Statistics;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -29,6 +28,7 @@ use crate::metrics::{inc, LatencyCounts, Metrics};
 use crate::queue::{Queue, Record, Waiter};
 use crate::spool::Spool;
 use crate::spooler;
+use crate::renewal::{Draining, MakeProducer, Renewal};
 use crate::topic_creator::TopicCreator;
 
 /// Records handed to librdkafka between two polls.
@@ -249,7 +249,30 @@ impl ClientContext for Context {
         status.set_error(text);
     }
 
-    fn stats(&self, stats: Statistics) {
+    /// Reads only the brokers: the statistics also hold every topic and
+    /// partition the producer has used, which rdkafka's `Statistics`
+    /// would allocate on each interval; here they are skipped unread.
+    fn stats_raw(&self, statistics: &[u8]) {
+        if let Ok(stats) = serde_json::from_slice::<BrokerStatistics>(statistics) {
+            self.broker_stats(stats);
+        }
+    }
+}
+
+/// The part of librdkafka's statistics the bridge reads.
+#[derive(serde::Deserialize)]
+struct BrokerStatistics {
+    brokers: std::collections::HashMap<String, BrokerState>,
+}
+
+#[derive(serde::Deserialize)]
+struct BrokerState {
+    state: String,
+    txretries: u64,
+}
+
+impl Context {
+    fn broker_stats(&self, stats: BrokerStatistics) {
         let up = stats.brokers.values().any(|b| b.state == "UP");
         let status = &self.shared.status;
         if up {
@@ -357,7 +380,8 @@ impl Context {
 
     fn failed(&self, topic: &str, error: &KafkaError) {
         let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
-        self.shared.count_failed(topic, &format!("delivery:{topic}:{error}"), text);
+        // Rate-limited per error, not per topic (see handoff::refused).
+        self.shared.count_failed(topic, &format!("delivery:{error}"), text);
     }
 
     /// Queues a purged record for the next producer.
@@ -466,10 +490,11 @@ impl ProducerHandle {
             BufferMode::Memory => None,
             BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
         };
-        let context = Context::new(shared.clone(), mode.clone(), spool.is_some());
-        let producer: BaseProducer<Context> = client_config(kafka, buffer)
-            .create_with_context(context)
-            .map_err(|e| config_error(&e, kafka))?;
+        let make: MakeProducer = {
+            let (client, shared, mode, spooling) = (client_config(kafka, buffer), shared.clone(), mode.clone(), spool.is_some());
+            Box::new(move || client.create_with_context(Context::new(shared.clone(), mode.clone(), spooling)))
+        };
+        let producer = make().map_err(|e| config_error(&e, kafka))?;
         let deadline = Arc::new(Mutex::new(None));
         let admin = if create.is_empty() {
             None
@@ -485,14 +510,15 @@ impl ProducerHandle {
             std::thread::Builder::new()
                 .name("kafka_bridge_producer".into())
                 .spawn(move || {
+                    let renewal = Renewal::new(make);
                     if let Some(admin) = admin {
                         admin.create_until_done(&shared, &mode);
                     }
                     match spool {
-                        None => run(producer, shared, mode, deadline),
+                        None => run(producer, renewal, shared, mode, deadline),
                         Some(spool) => {
                             let options = spooler::Options { spill_after, overflow };
-                            spooler::run(producer, spool, options, mode, deadline)
+                            spooler::run(producer, renewal, spool, options, mode, deadline)
                         }
                     }
                 })
@@ -521,7 +547,13 @@ impl ProducerHandle {
     }
 }
 
-fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>, deadline: Arc<Mutex<Option<Instant>>>) {
+fn run(
+    mut producer: BaseProducer<Context>,
+    mut renewal: Renewal,
+    shared: Arc<Shared>,
+    mode: Arc<AtomicU8>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+) {
     let rx = shared.queue.receiver().clone();
     // Records taken from the queue that librdkafka has not taken yet.
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
@@ -530,14 +562,19 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
     while mode.load(SeqCst) == RUN {
         if batch.is_empty() {
             let wait = Duration::from_millis(if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 });
-            if take_limit(&shared, 0) == 0 {
+            if take_limit(&shared, 0) == 0 || renewal.must_pause(&names) {
                 poll(&producer, wait);
+                renewal.poll_draining(&shared);
                 continue;
             }
             batch.extend(waiter.recv(&rx, wait, |nap| poll(&producer, nap)));
         }
         top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         poll_ready(&producer);
+        if batch.is_empty() {
+            renewal.renew_if_due(&mut producer, &mut names, false);
+        }
+        renewal.poll_draining(&shared);
     }
 
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
@@ -565,9 +602,17 @@ fn run(producer: BaseProducer<Context>, shared: Arc<Shared>, mode: Arc<AtomicU8>
             }
         }
     }
+    let current = Draining { names, producer };
+    for old in renewal.into_draining().into_iter().chain([current]) {
+        finish(old, deadline);
+    }
+}
+
+/// Flushes a producer until `deadline`, then takes back what it still
+/// holds: through delivery(), requeued when retiring, counted as
+/// dropped_on_stop when stopping.
+fn finish(Draining { names, producer }: Draining, deadline: Instant) {
     flush(&producer, deadline.saturating_duration_since(Instant::now()));
-    // Whatever is still inside librdkafka comes back through delivery():
-    // requeued when retiring, counted as dropped_on_stop when stopping.
     producer.purge(PurgeConfig::default().queue().inflight());
     flush(&producer, Duration::from_millis(500));
     poll(&producer, Duration::ZERO);

@@ -805,7 +805,7 @@ mod tests {
             topic: "t".into(),
             buf: format!("k{n}value{n}").into_bytes(),
             key_len: Some(format!("k{n}").len()),
-            headers: (n % 2 == 0).then(|| vec![("h".into(), vec![n as u8])]),
+            headers: n.is_multiple_of(2).then(|| vec![("h".into(), vec![n as u8])]),
             enqueued_at: Instant::now(),
         }
     }

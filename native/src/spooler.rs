@@ -24,6 +24,7 @@ use crate::metrics::inc;
 use crate::handoff::{produce, Produced, TopicNames};
 use crate::producer::{flush, poll, poll_ready, Context, Report, Shared, CONNECTED, RUN};
 use crate::queue::{Record, Waiter};
+use crate::renewal::Renewal;
 use crate::spool::{Appended, Now, Position, Spool};
 
 /// Records taken from the hook queue per round.
@@ -108,10 +109,12 @@ struct SpoolThread {
     spilling: bool,
     unreachable_since: Option<Instant>,
     waiter: Waiter,
+    renewal: Renewal,
 }
 
 pub fn run(
     producer: BaseProducer<Context>,
+    renewal: Renewal,
     spool: Spool,
     options: Options,
     mode: Arc<AtomicU8>,
@@ -134,6 +137,7 @@ pub fn run(
         unreachable_since: None,
         waiter: Waiter::new(),
         names: TopicNames::default(),
+        renewal,
     };
     while mode.load(SeqCst) == RUN {
         thread.round(&rx);
@@ -171,6 +175,17 @@ impl SpoolThread {
         poll_ready(&self.producer);
         self.settle();
         self.spool.maintain(false);
+        self.renew_if_due();
+    }
+
+    /// A fresh producer once this one has used many topics (see
+    /// `renewal`), only while librdkafka holds nothing of ours: the window
+    /// and the stop's purge work on one producer.
+    fn renew_if_due(&mut self) {
+        if self.pending.is_none() && self.window.slots.is_empty() {
+            self.renewal.renew_if_due(&mut self.producer, &mut self.names, true);
+        }
+        self.renewal.poll_draining(&self.shared);
     }
 
     /// An event from the hooks: straight to librdkafka (hybrid, when it can)

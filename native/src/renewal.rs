@@ -1,0 +1,90 @@
+//! Replaces a producer that has used many topics with a fresh one.
+//!
+//! librdkafka keeps every topic a producer has used until the producer is
+//! destroyed (its metadata, partitions and statistics, and a metadata
+//! request every few seconds for a topic that does not exist), and finds a
+//! topic by walking a list of them all. With a templated topic
+//! (`t_${clientid}`, a topic per client) memory, idle CPU and the cost of
+//! each new topic grow without bound. A fresh producer knows no topics.
+//!
+//! The old producer is not stopped: it delivers what it holds while the
+//! fresh one takes new records, and is destroyed once nothing of ours is
+//! left in it. At most `MAX_DRAINING` drain at once; past that the caller
+//! pauses (records wait in the queue, where `buffer.*` bounds them).
+
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, Producer};
+
+use crate::handoff::TopicNames;
+use crate::log::Level;
+use crate::producer::{poll_ready, Context, Shared};
+
+/// Distinct topics a producer may use before it is replaced.
+pub const MAX_TOPICS: usize = 1_000;
+/// Replaced producers still delivering, at most.
+const MAX_DRAINING: usize = 4;
+
+pub type MakeProducer = Box<dyn Fn() -> Result<BaseProducer<Context>, KafkaError> + Send>;
+
+/// A replaced producer, with its topic handles, which go first.
+pub struct Draining {
+    pub names: TopicNames,
+    pub producer: BaseProducer<Context>,
+}
+
+pub struct Renewal {
+    make: MakeProducer,
+    draining: Vec<Draining>,
+}
+
+impl Renewal {
+    pub fn new(make: MakeProducer) -> Renewal {
+        Renewal { make, draining: Vec::new() }
+    }
+
+    /// Whether the current producer is due for replacement but cannot be
+    /// replaced yet: then the caller takes no new records.
+    pub fn must_pause(&self, names: &TopicNames) -> bool {
+        names.used() > MAX_TOPICS && self.draining.len() >= MAX_DRAINING
+    }
+
+    /// Replaces `producer` (and its `names`) with a fresh one when it has
+    /// used more than `MAX_TOPICS` topics; `idle_only` keeps it until it
+    /// holds nothing (the spool thread, whose window spans producers).
+    pub fn renew_if_due(&mut self, producer: &mut BaseProducer<Context>, names: &mut TopicNames, idle_only: bool) {
+        if names.used() <= MAX_TOPICS || self.draining.len() >= MAX_DRAINING {
+            return;
+        }
+        if idle_only && producer.in_flight_count() > 0 {
+            return;
+        }
+        if let Ok(fresh) = (self.make)() {
+            let names = std::mem::take(names);
+            let producer = std::mem::replace(producer, fresh);
+            self.draining.push(Draining { names, producer });
+        }
+    }
+
+    /// Serves the replaced producers' delivery reports and destroys those
+    /// that hold nothing more.
+    pub fn poll_draining(&mut self, shared: &Shared) {
+        if self.draining.is_empty() {
+            return;
+        }
+        let before = self.draining.len();
+        self.draining.retain(|old| {
+            poll_ready(&old.producer);
+            old.producer.in_flight_count() > 0
+        });
+        if self.draining.len() < before {
+            crate::libc_malloc::trim();
+            let text = format!("kafka bridge: replaced a Kafka producer that had used more than {MAX_TOPICS} topics");
+            shared.logger.limited(Level::Info, "producer-renewed", &text);
+        }
+    }
+
+    /// The replaced producers still draining, for the caller's stop.
+    pub fn into_draining(self) -> Vec<Draining> {
+        self.draining
+    }
+}
