@@ -34,7 +34,12 @@ callback('message.dropped') -> on_message_dropped.
 %% @doc Registers the callbacks for `HookPoints', with the bridge handle as
 %% ExtraArgs, and makes `Bridge' the one metrics/0 and status/0 report on.
 hook(HookPoints, Bridge) ->
-    _ = unreached_counter(),
+    Unreached = unreached_counter(),
+    case bridge() of
+        Bridge -> ok;
+        %% A new bridge counts from zero, as the NIF's counters do.
+        _ -> counters:put(Unreached, 1, 0)
+    end,
     persistent_term:put(?BRIDGE_KEY, Bridge),
     lists:foreach(
         fun(HookPoint) ->

@@ -6,7 +6,7 @@
 //! taking records, flushes what it holds and hands anything it could not
 //! deliver back to the queue, so no accepted event is lost by the switch.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,8 +36,8 @@ const BATCH: usize = 1024;
 
 /// State shared by the hooks, every producer generation and the NIF calls.
 pub struct Shared {
-    /// The buffer mode, as `buffer_mode_code`; a live change sets it.
-    mode: AtomicU8,
+    /// `buffer.mode = memory` (what `queue_len` reads); a live change sets it.
+    memory_mode: AtomicBool,
     pub metrics: Metrics,
     pub queue: Queue,
     pub status: Status,
@@ -48,7 +48,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(mode: BufferMode, queue: Queue, logger: Logger) -> Shared {
         Shared {
-            mode: AtomicU8::new(buffer_mode_code(mode)),
+            memory_mode: AtomicBool::new(mode == BufferMode::Memory),
             metrics: Metrics::default(),
             queue,
             status: Status::default(),
@@ -58,16 +58,12 @@ impl Shared {
     }
 
     pub fn set_mode(&self, mode: BufferMode) {
-        self.mode.store(buffer_mode_code(mode), SeqCst);
-    }
-
-    fn is_memory_mode(&self) -> bool {
-        self.mode.load(SeqCst) == buffer_mode_code(BufferMode::Memory)
+        self.memory_mode.store(mode == BufferMode::Memory, SeqCst);
     }
 
     /// Records the bridge holds that librdkafka does not have yet.
     pub fn queue_len(&self) -> u64 {
-        if self.is_memory_mode() {
+        if self.memory_mode.load(SeqCst) {
             // The queue's budget also covers what librdkafka holds.
             (self.queue.held() as u64).saturating_sub(self.metrics.inflight.load(Relaxed))
         } else {
@@ -90,14 +86,6 @@ impl Shared {
     }
 }
 
-fn buffer_mode_code(mode: BufferMode) -> u8 {
-    match mode {
-        BufferMode::Memory => 0,
-        BufferMode::Disk => 1,
-        BufferMode::Hybrid => 2,
-    }
-}
-
 /// `Status::state` values; the default, 0, is connecting.
 pub const CONNECTED: u8 = 1;
 pub const DISCONNECTED: u8 = 2;
@@ -105,18 +93,33 @@ pub const DISCONNECTED: u8 = 2;
 #[derive(Default)]
 pub struct Status {
     pub state: AtomicU8,
-    pub last_error: Mutex<String>,
+    last_error: Mutex<LastError>,
     /// Unix ms of the last successful delivery (0 = none yet).
     pub last_delivery_ms: AtomicI64,
 }
 
+#[derive(Default)]
+struct LastError {
+    text: String,
+    /// A TLS or SASL failure: the operator has to change a setting.
+    settings: bool,
+}
+
 impl Status {
     pub fn set_error(&self, text: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = text;
+        self.set(LastError { text, settings: false });
+    }
+
+    fn set(&self, error: LastError) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
     }
 
     pub fn last_error(&self) -> String {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).text.clone()
+    }
+
+    fn last_error_is_settings(&self) -> bool {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).settings
     }
 }
 
@@ -239,14 +242,13 @@ impl ClientContext for Context {
             status.state.store(DISCONNECTED, Relaxed);
             // Keep the cause: "all brokers down" after a TLS or SASL failure
             // would hide what the operator has to fix.
-            let last = status.last_error();
-            if last.starts_with(TLS_FAILED) || last.starts_with(SASL_FAILED) {
+            if status.last_error_is_settings() {
                 return;
             }
         }
-        let text = describe_connection_error(code, reason);
-        self.shared.logger.limited(Level::Warning, "kafka-error", &format!("Kafka connection problem: {text}"));
-        status.set_error(text);
+        let error = describe_connection_error(code, reason);
+        self.shared.logger.limited(Level::Warning, "kafka-error", &format!("Kafka connection problem: {}", error.text));
+        status.set(error);
     }
 
     /// Reads only the brokers: the statistics also hold every topic and
@@ -393,13 +395,10 @@ impl Context {
     }
 }
 
-const TLS_FAILED: &str = "TLS handshake failed";
-const SASL_FAILED: &str = "SASL authentication failed";
-
 /// A librdkafka connection error in words an operator can act on. A TLS
 /// failure may come as `_SSL` or, when the broker's alert arrives after the
 /// handshake (TLS 1.3), as a transport failure: the reason tells.
-fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> String {
+fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> LastError {
     use RDKafkaErrorCode::*;
     let lower = reason.to_ascii_lowercase();
     let tls_reason = if lower.contains("hostname mismatch") || lower.contains("host name mismatch") {
@@ -413,14 +412,16 @@ fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> St
     } else {
         None
     };
+    let settings = |text| LastError { text, settings: true };
+    let other = |text| LastError { text, settings: false };
     match (tls_reason, code) {
-        (Some(why), _) => format!("{TLS_FAILED}: {why}: {reason}"),
-        (None, Some(Authentication | SaslAuthenticationFailed | UnsupportedSASLMechanism | IllegalSASLState)) => format!(
-            "{SASL_FAILED}: wrong kafka.sasl.username or kafka.sasl.password, or kafka.sasl.mechanism \
+        (Some(why), _) => settings(format!("TLS handshake failed: {why}: {reason}")),
+        (None, Some(Authentication | SaslAuthenticationFailed | UnsupportedSASLMechanism | IllegalSASLState)) => settings(format!(
+            "SASL authentication failed: wrong kafka.sasl.username or kafka.sasl.password, or kafka.sasl.mechanism \
              not enabled on the broker: {reason}"
-        ),
-        (None, Some(BrokerTransportFailure | AllBrokersDown | Resolve)) => format!("broker unreachable: {reason}"),
-        (None, _) => reason.to_string(),
+        )),
+        (None, Some(BrokerTransportFailure | AllBrokersDown | Resolve)) => other(format!("broker unreachable: {reason}")),
+        (None, _) => other(reason.to_string()),
     }
 }
 
