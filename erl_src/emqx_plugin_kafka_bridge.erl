@@ -149,7 +149,7 @@ metrics() ->
             #{}
     end.
 
-%% @doc `#{state => connected | connecting | disconnected | stopped, running,
+%% @doc `#{state => connected | connecting | disconnected | failed | stopped, running,
 %% last_error, config_error, ...}'. `config_error' is `none', or why the last
 %% config update was not applied (the last good config keeps running).
 status() ->

@@ -56,6 +56,10 @@ handle_cast(_Msg, State) ->
 handle_info({emqx_plugin_kafka_bridge_log, Level, Text}, State) ->
     logger:log(Level, "emqx_plugin_kafka_bridge: ~ts", [Text]),
     {noreply, State};
+%% The producer thread failed (the NIF has logged why): stop, so that the
+%% supervisor starts the bridge again; terminate/2 counts what was lost.
+handle_info({emqx_plugin_kafka_bridge_failed, Text}, State) ->
+    {stop, {producer_failed, Text}, State};
 handle_info(_Info, State) ->
     {noreply, State}.
 

@@ -21,7 +21,7 @@
 
 all() ->
     [deep_terms_in_every_field, improper_lists_are_decoded, random_terms_keep_the_books,
-     longest_filters_route_and_reconfigure, nif_module_reload_and_absence].
+     longest_filters_route_and_reconfigure, nif_module_reload_and_absence, producer_panic_restarts_the_bridge].
 
 init_per_suite(Config) ->
     [{broker, kafka_bridge_test_lib:start_broker(?config(priv_dir, Config))} | Config].
@@ -313,3 +313,60 @@ stub_forms(Module) ->
                     [{call, 1, {remote, 1, {atom, 1, erlang}, {atom, 1, nif_error}}, [{atom, 1, undef}]}]}]}
                  || {F, A} <- Exports],
     [{attribute, 1, module, Module}, {attribute, 1, export, Exports} | Functions].
+
+%%--------------------------------------------------------------------
+%% The producer thread
+%%--------------------------------------------------------------------
+
+%% A panic in the producer thread (injected through the environment a peer
+%% VM starts with; the first producer of the process panics on its first
+%% record) once went unnoticed while hooks filled the budget. Now status
+%% says failed, an error is logged, the server stops, its supervisor starts
+%% a new bridge, and the lost event is counted in dropped_on_stop.
+producer_panic_restarts_the_bridge(Config) ->
+    Code = ["-pa", filename:dirname(code:which(?B)), "-pa", filename:dirname(code:which(emqx_hooks))],
+    {ok, Peer, _} = peer:start(#{connection => standard_io, args => Code,
+                                 env => [{"EMQX_KAFKA_BRIDGE_TEST_PRODUCER_PANIC", "1"},
+                                         {"PROJECT_ROOT", kafka_bridge_test_lib:project_root()}]}),
+    try
+        BridgeConfig = kafka_bridge_test_lib:config(
+                         ?config(broker, Config),
+                         #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => ?config(topic, Config)}}}),
+        Facts = peer:call(Peer, ?MODULE, panic_in_peer, [BridgeConfig], 60000),
+        ct:log("~p", [Facts]),
+        #{failure_logged := Logged, old_status := OldStatus, old_metrics := OldMetrics, new_status := NewStatus} = Facts,
+        ?assert(Logged),
+        ?assertMatch(#{state := failed}, OldStatus),
+        ?assertMatch(#{received := 1, enqueued := 1, dropped_on_stop := 1, dropped := 1}, OldMetrics),
+        ?assertMatch(#{running := true}, NewStatus),
+        ?assertEqual([2], kafka_bridge_test_lib:ids(consume(?config(broker, Config), ?config(topic, Config), 1)))
+    after
+        peer:stop(Peer)
+    end.
+
+%% Runs in the peer: the first event makes the producer panic; waits for
+%% the supervisor's new bridge, then bridges a second event.
+panic_in_peer(BridgeConfig) ->
+    {ok, _} = kafka_bridge_test_lib:start_bridge(BridgeConfig),
+    Old = ?B:bridge(),
+    OldServer = whereis(emqx_plugin_kafka_bridge_server),
+    kafka_bridge_test_lib:capture_logs(),
+    Publish = fun(I) -> emqx_hooks:run_fold('message.publish', [],
+                                            message(<<"c">>, <<"t">>, integer_to_binary(I), #{id => <<I:128>>}))
+              end,
+    Publish(1),
+    Restarted = fun() ->
+                        Server = whereis(emqx_plugin_kafka_bridge_server),
+                        is_pid(Server) andalso Server =/= OldServer andalso ?B:bridge() =/= Old
+                end,
+    ok = kafka_bridge_test_lib:wait_until(Restarted, 20000),
+    Logs = kafka_bridge_test_lib:captured_logs(),
+    Publish(2),
+    Facts = #{failure_logged => lists:any(fun(L) -> binary:match(L, <<"the Kafka producer thread failed (injected">>)
+                                                      =/= nomatch end, Logs),
+              old_status => emqx_plugin_kafka_bridge_nif:status(Old),
+              old_metrics => emqx_plugin_kafka_bridge_nif:metrics(Old),
+              new_status => ?B:status()},
+    kafka_bridge_test_lib:wait_for_delivered(1, 10000),
+    application:stop(emqx_plugin_kafka_bridge),
+    Facts.

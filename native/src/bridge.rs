@@ -207,6 +207,12 @@ impl Bridge {
         if let Some(producer) = control.producer.take() {
             producer.stop(Duration::from_millis(control.config.buffer.flush_timeout_ms));
         }
+        if self.shared.status.state.load(SeqCst) == crate::producer::FAILED {
+            // The failed thread drained nothing: what the budget still
+            // holds (the queue, its batch) is lost.
+            let lost = self.shared.queue.discard_all();
+            self.shared.metrics.dropped_on_stop.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+        }
         self.shared.metrics.dropped_on_stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -78,11 +78,27 @@ fn get_resource(term: Term, resource_type: *const ErlNifResourceType) -> Option<
     (found != 0).then_some(object)
 }
 
-/// Runs when the VM frees the resource: a bridge collected without a stop
-/// still stops and joins its threads (`Bridge`'s `Drop`).
+/// Runs when the VM frees the resource, on whatever scheduler collected the
+/// last reference: a bridge collected without a stop still stops and joins
+/// its threads (`Bridge`'s `Drop`), but on a thread of its own, since a
+/// join can wait for a flush.
 unsafe extern "C" fn destructor(_env: *mut ErlNifEnv, object: *mut c_void) {
-    let _ = catch_unwind(AssertUnwindSafe(|| ptr::drop_in_place(aligned(object))));
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the VM calls this once, after the last reference is gone;
+        // the Bridge is moved out and the VM frees only the bytes.
+        let bridge = ptr::read(aligned(object));
+        // When no thread can be had, spawn drops the closure, and the
+        // bridge with it, right here. The library is never unmapped
+        // (`-z nodelete`), so the thread may outlive the module.
+        let _ = std::thread::Builder::new().name("kafka_bridge_drop".into()).spawn(move || drop(bridge));
+    }));
 }
+
+// The handle is used from any scheduler and dropped on a thread of its own.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Bridge>()
+};
 
 /// The bridge's place inside the resource's memory, which the VM only
 /// promises to align to 8 bytes (the allocation leaves room to align).

@@ -47,7 +47,7 @@ use crate::event::{DecodeError, Event, EventKind};
 mod atoms {
     rustler::atoms! {
         ok, error, dirty, filtered, dropped, not_a_bridge,
-        connected, connecting, disconnected,
+        connected, connecting, disconnected, failed,
         client_connected = "client.connected",
         client_disconnected = "client.disconnected",
         session_subscribed = "session.subscribed",
@@ -261,6 +261,7 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
         let state = match shared.status.state.load(Relaxed) {
             producer::CONNECTED => atoms::connected(),
             producer::DISCONNECTED => atoms::disconnected(),
+            producer::FAILED => atoms::failed(),
             _ => atoms::connecting(),
         };
         let fields: Vec<(&str, Term)> = vec![

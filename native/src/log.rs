@@ -10,6 +10,7 @@ use rustler::{Encoder, LocalPid, OwnedEnv};
 
 rustler::atoms! {
     emqx_plugin_kafka_bridge_log,
+    emqx_plugin_kafka_bridge_failed,
     error,
     warning,
     info,
@@ -63,6 +64,15 @@ impl Logger {
         } else {
             self.log(level, text);
         }
+    }
+
+    /// Tells the owning process that the bridge failed and must restart.
+    pub fn report_failure(&self, text: &str) {
+        let Some(pid) = self.pid else { return };
+        if rustler::thread::is_scheduler_thread() {
+            return;
+        }
+        let _ = OwnedEnv::new().send_and_clear(&pid, |env| (emqx_plugin_kafka_bridge_failed(), text).encode(env));
     }
 
     /// Sends one line; only our own threads may call this (not a scheduler).

@@ -89,6 +89,15 @@ impl Shared {
 /// `Status::state` values; the default, 0, is connecting.
 pub const CONNECTED: u8 = 1;
 pub const DISCONNECTED: u8 = 2;
+/// The producer thread panicked; the owning Erlang process restarts the bridge.
+pub const FAILED: u8 = 3;
+
+/// Set in the environment a test VM is started with: the first memory
+/// producer of the OS process panics on its first record, so the test can
+/// check that a failed producer is reported and the bridge restarted. Read
+/// once per producer start, never per record.
+const INJECT_PANIC_ENV: &str = "EMQX_KAFKA_BRIDGE_TEST_PRODUCER_PANIC";
+static PANIC_INJECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Default)]
 pub struct Status {
@@ -328,13 +337,13 @@ impl ProducerContext for Context {
         }
         match result {
             Ok(_) => {}
-            Err((error, message)) if is_purge(error) => {
-                if self.mode.load(SeqCst) == RETIRE {
-                    self.requeue(inflight.into_record(message));
-                } else {
-                    inc(&self.shared.metrics.dropped_on_stop);
-                }
-            }
+            Err((error, message)) if is_purge(error) => match self.mode.load(SeqCst) {
+                RETIRE => self.requeue(inflight.into_record(message)),
+                STOP => inc(&self.shared.metrics.dropped_on_stop),
+                // RUN: the producer is dropped while its thread unwinds from
+                // a panic; Bridge::stop counts what the budget still holds.
+                _ => {}
+            },
             Err((error, message)) => self.failed(message.topic(), error),
         }
     }
@@ -504,6 +513,7 @@ impl ProducerHandle {
                 client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
             Some(TopicCreator::new(admin, create, kafka.partitions, kafka.replication_factor))
         };
+        let inject_panic = std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst);
         let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
         let overflow = buffer.overflow;
         let thread = {
@@ -511,16 +521,22 @@ impl ProducerHandle {
             std::thread::Builder::new()
                 .name("kafka_bridge_producer".into())
                 .spawn(move || {
-                    let renewal = Renewal::new(make);
-                    if let Some(admin) = admin {
-                        admin.create_until_done(&shared, &mode);
-                    }
-                    match spool {
-                        None => run(producer, renewal, shared, mode, deadline),
-                        Some(spool) => {
-                            let options = spooler::Options { spill_after, overflow };
-                            spooler::run(producer, renewal, spool, options, mode, deadline)
+                    let watched = shared.clone();
+                    let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        let renewal = Renewal::new(make);
+                        if let Some(admin) = admin {
+                            admin.create_until_done(&shared, &mode);
                         }
+                        match spool {
+                            None => run(producer, renewal, shared, mode, deadline, inject_panic),
+                            Some(spool) => {
+                                let options = spooler::Options { spill_after, overflow };
+                                spooler::run(producer, renewal, spool, options, mode, deadline)
+                            }
+                        }
+                    }));
+                    if let Err(panic) = body {
+                        report_failure(&watched, &*panic);
                     }
                 })
                 .map_err(|e| format!("cannot start the producer thread: {e}"))?
@@ -554,6 +570,7 @@ fn run(
     shared: Arc<Shared>,
     mode: Arc<AtomicU8>,
     deadline: Arc<Mutex<Option<Instant>>>,
+    inject_panic: bool,
 ) {
     let rx = shared.queue.receiver().clone();
     // Records taken from the queue that librdkafka has not taken yet.
@@ -569,6 +586,9 @@ fn run(
                 continue;
             }
             batch.extend(waiter.recv(&rx, wait, |nap| poll(&producer, nap)));
+        }
+        if inject_panic && !(batch.is_empty() && rx.is_empty()) {
+            panic!("injected by {INJECT_PANIC_ENV}");
         }
         top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         poll_ready(&producer);
@@ -607,6 +627,23 @@ fn run(
     for old in renewal.into_draining().into_iter().chain([current]) {
         finish(old, deadline);
     }
+}
+
+/// A panic of the producer thread (a bug): status says failed and why, an
+/// error line is logged, and the owning Erlang process is told, so that it
+/// stops and its supervisor starts the bridge again. Hooks keep counting
+/// until then; `Bridge::stop` counts what the thread left as dropped.
+fn report_failure(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into());
+    let text = format!("kafka bridge: the Kafka producer thread failed ({why}); restarting the bridge");
+    shared.status.state.store(FAILED, SeqCst);
+    shared.status.set_error(text.clone());
+    shared.logger.log(Level::Error, &text);
+    shared.logger.report_failure(&text);
 }
 
 /// Flushes a producer until `deadline`, then takes back what it still

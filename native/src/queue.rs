@@ -211,6 +211,17 @@ impl Queue {
         }
     }
 
+    /// Empties the queue and forgets every record the budget holds (after
+    /// the producer failed); returns how many records that was.
+    pub fn discard_all(&self) -> u64 {
+        for record in self.rx.try_iter() {
+            drop(record);
+        }
+        let records = self.budget.records.swap(0, Relaxed);
+        self.budget.bytes.store(0, Relaxed);
+        records as u64
+    }
+
     /// Records counted against `max_messages`: queued, in the producer's
     /// hands, or inside librdkafka.
     pub fn held(&self) -> usize {
