@@ -216,6 +216,11 @@ impl Bridge {
         self.shared.metrics.dropped_on_stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether a producer thread is still to be stopped and joined.
+    pub fn has_producer(&self) -> bool {
+        self.control.lock().unwrap_or_else(|e| e.into_inner()).producer.is_some()
+    }
+
     pub fn is_running(&self) -> bool {
         self.accepting.load(SeqCst)
     }

@@ -87,6 +87,10 @@ unsafe extern "C" fn destructor(_env: *mut ErlNifEnv, object: *mut c_void) {
         // SAFETY: the VM calls this once, after the last reference is gone;
         // the Bridge is moved out and the VM frees only the bytes.
         let bridge = ptr::read(aligned(object));
+        if !bridge.has_producer() {
+            // Stopped: nothing to join, nothing that waits.
+            return drop(bridge);
+        }
         // When no thread can be had, spawn drops the closure, and the
         // bridge with it, right here. The library is never unmapped
         // (`-z nodelete`), so the thread may outlive the module.
