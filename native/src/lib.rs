@@ -95,14 +95,7 @@ fn guarded<'a>(env: Env<'a>, body: impl FnOnce() -> Result<Term<'a>, String>) ->
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(term)) => term,
         Ok(Err(reason)) => (atoms::error(), reason).encode(env),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
-            (atoms::error(), format!("internal error: {text}")).encode(env)
-        }
+        Err(panic) => (atoms::error(), format!("internal error: {}", log::panic_text(&*panic))).encode(env),
     }
 }
 

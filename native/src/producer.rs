@@ -97,7 +97,7 @@ pub const FAILED: u8 = 3;
 /// check that a failed producer is reported and the bridge restarted. Read
 /// once per producer start, never per record.
 const INJECT_PANIC_ENV: &str = "EMQX_KAFKA_BRIDGE_TEST_PRODUCER_PANIC";
-static PANIC_INJECTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PANIC_INJECTED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Default)]
 pub struct Status {
@@ -634,11 +634,7 @@ fn run(
 /// stops and its supervisor starts the bridge again. Hooks keep counting
 /// until then; `Bridge::stop` counts what the thread left as dropped.
 fn report_failure(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
-    let why = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown".into());
+    let why = crate::log::panic_text(panic);
     let text = format!("kafka bridge: the Kafka producer thread failed ({why}); restarting the bridge");
     shared.status.state.store(FAILED, SeqCst);
     shared.status.set_error(text.clone());

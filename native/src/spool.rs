@@ -523,15 +523,9 @@ impl Spool {
             }
         }
         while self.segments.len() > 1 && self.segments[0].read_done && self.segments[0].outstanding == 0 {
-            self.delete_oldest();
+            self.delete_segment(0);
         }
         self.update_gauges();
-    }
-
-    /// Removes the oldest segment; returns how many of its records were
-    /// never read.
-    fn delete_oldest(&mut self) -> u64 {
-        self.delete_segment(0)
     }
 
     /// Removes the segment at `index`; returns how many of its records were

@@ -123,25 +123,28 @@ pub fn ipv4_octets(elements: Elements<4>) -> Option<[u8; 4]> {
     Some(octets)
 }
 
+/// The first element and the rest of a non-empty list (the rest may be an
+/// improper tail), or `None` for anything else.
+fn list_cell<'a>(term: Term<'a>) -> Option<(Term<'a>, Term<'a>)> {
+    let env = term.get_env();
+    let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
+    // SAFETY: enif_get_list_cell only reads `term`, a term of `env`, and
+    // writes the two out-params, which are then terms of `env` too.
+    let ok = unsafe { rustler::sys::enif_get_list_cell(env.as_c_arg(), term.as_c_arg(), &mut head, &mut tail) };
+    // SAFETY: as above.
+    (ok != 0).then(|| unsafe { (Term::new(env, head), Term::new(env, tail)) })
+}
+
 /// The elements of a proper list, or `None` for anything else. rustler's
 /// list decoder panics on an improper list (`[1|2]`); this one says no.
 pub fn list<'a>(term: Term<'a>) -> Option<Vec<Term<'a>>> {
-    let env = term.get_env();
     let mut items = Vec::new();
-    let mut rest = term.as_c_arg();
-    loop {
-        let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
-        // SAFETY: enif_get_list_cell only reads `rest`, a term of `env`,
-        // and writes the two out-params, which are terms of `env` too.
-        if unsafe { rustler::sys::enif_get_list_cell(env.as_c_arg(), rest, &mut head, &mut tail) } == 0 {
-            // SAFETY: reads a term of `env`.
-            let proper = unsafe { rustler::sys::enif_is_empty_list(env.as_c_arg(), rest) } != 0;
-            return proper.then_some(items);
-        }
-        // SAFETY: `head` is a term of `env`.
-        items.push(unsafe { Term::new(env, head) });
+    let mut rest = term;
+    while let Some((head, tail)) = list_cell(rest) {
+        items.push(head);
         rest = tail;
     }
+    rest.is_empty_list().then_some(items)
 }
 
 /// How deep the generic term walks (a hook field as JSON, a term printed
@@ -172,17 +175,12 @@ fn small(term: Term, max_depth: usize, max_nodes: usize) -> bool {
         }
         let children: Vec<Term> = match term.get_type() {
             TermType::List => {
-                let env = term.get_env();
-                let (mut head, mut tail) = (ErlNifTerm::default(), ErlNifTerm::default());
-                // SAFETY: as in `list`; one cell at a time, so an improper
-                // tail is simply the next part.
-                if unsafe { rustler::sys::enif_get_list_cell(env.as_c_arg(), term.as_c_arg(), &mut head, &mut tail) } == 0 {
-                    continue;
-                }
-                // SAFETY: both are terms of `env`. The tail stays at this
-                // depth: a long list is wide, not deep.
-                pending.push((unsafe { Term::new(env, tail) }, depth));
-                vec![unsafe { Term::new(env, head) }]
+                // One cell at a time, so an improper tail is simply the
+                // next part. The tail stays at this depth: a long list is
+                // wide, not deep.
+                let Some((head, tail)) = list_cell(term) else { continue };
+                pending.push((tail, depth));
+                vec![head]
             }
             TermType::Tuple => {
                 let elements = tuple_slice(term).unwrap_or_default();
