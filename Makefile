@@ -1,17 +1,21 @@
 # `make`       installs missing Debian packages, builds the NIF, the Erlang
 #              app, the test tool and the plugin tarball, and checks the .so.
-# `make test`  also installs tansu if missing, then runs cargo test and rebar3 ct.
+# `make test`  also installs tansu and the schema test's Python packages if
+#              missing, then runs cargo test, the schema test and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export PROJECT_ROOT := $(CURDIR)
 
-DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake perl stunnel4 openssl
+DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake perl stunnel4 openssl python3-venv
 TANSU_VERSION := 0.6.0
 NIF := priv/libkafka_bridge_nif.so
+# test/config_schema_test.py checks the Avro schema as EMQX's erlavro does.
+PYENV := _build/pyenv
+PY_PACKAGES := fastavro==1.9.7 pyhocon==0.3.61 pyparsing==3.3.3
 
-.PHONY: all deps build check tarball tansu test bench clean
+.PHONY: all deps build check tarball tansu pyenv test bench clean
 
 all: build check tarball
 
@@ -40,8 +44,13 @@ tansu:
 	@command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q $(TANSU_VERSION) || \
 	  cargo install tansu --version $(TANSU_VERSION) --features dynostore,libsql --locked
 
-test: all tansu
+pyenv:
+	@$(PYENV)/bin/python -c 'import fastavro, pyhocon' 2>/dev/null || \
+	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q $(PY_PACKAGES); }
+
+test: all tansu pyenv
 	cargo test --release --locked -p kafka_bridge_nif
+	$(PYENV)/bin/python test/config_schema_test.py
 	rebar3 ct
 
 bench: all tansu

@@ -80,7 +80,7 @@ tarball_layout_and_release_json(Config) ->
     App = filename:join(Top, "emqx_plugin_kafka_bridge-0.1.0"),
     ?assertEqual({ok, ["ebin", "priv"]}, sort(file:list_dir(App))),
     {ok, Priv} = file:list_dir(filename:join(App, "priv")),
-    ?assertEqual(["config.hocon", "config_schema.avsc", "libkafka_bridge_nif.so"], lists:sort(Priv)),
+    ?assertEqual(["config.hocon", "config_i18n.json", "config_schema.avsc", "libkafka_bridge_nif.so"], lists:sort(Priv)),
     {ok, Ebin} = file:list_dir(filename:join(App, "ebin")),
     ?assert(lists:member("emqx_plugin_kafka_bridge.app", Ebin)),
     ?assert(lists:member("emqx_plugin_kafka_bridge_app.beam", Ebin)),

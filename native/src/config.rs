@@ -306,6 +306,7 @@ pub fn parse(value: &Value) -> Result<Config, String> {
 
     let mut kafka_section = root.section("kafka")?;
     let bootstrap_servers = kafka_section.string("bootstrap_servers", None)?;
+    check_bootstrap_servers(&bootstrap_servers).map_err(|e| format!("kafka.bootstrap_servers: {e}"))?;
     let mut overridden: Vec<(String, String)> = Vec::new();
     let overrides = kafka_section.section("properties")?;
     for (key, value) in overrides.map {
@@ -483,6 +484,43 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
     Ok(routes)
 }
 
+/// The broker list as librdkafka reads it: comma-separated
+/// `[scheme://]host[:port]`, the host a name, an IPv4 address or a
+/// bracketed IPv6 address. The dashboard's pattern for the key accepts the
+/// same shapes, so the form never refuses a list that would work.
+fn check_bootstrap_servers(list: &str) -> Result<(), String> {
+    for entry in list.split(',').map(str::trim) {
+        let bad = || format!("expected host:port entries separated by commas, got {entry:?}");
+        let address = match entry.split_once("://") {
+            Some((scheme, rest)) if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphabetic() || c == '_') => rest,
+            Some(_) => return Err(bad()),
+            None => entry,
+        };
+        let (host, port) = match address.strip_prefix('[') {
+            Some(bracketed) => {
+                let (inside, after) = bracketed.split_once(']').ok_or_else(bad)?;
+                let port = if after.is_empty() { None } else { Some(after.strip_prefix(':').ok_or_else(bad)?) };
+                if !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+                    return Err(bad());
+                }
+                (inside, port)
+            }
+            None => match address.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (address, None),
+            },
+        };
+        let host_ok = !host.is_empty() && !host.contains(|c: char| c.is_whitespace() || "/[],".contains(c));
+        let port_ok = port.map_or(true, |p| {
+            p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && matches!(p.parse::<u32>(), Ok(1..=65535))
+        });
+        if !host_ok || !port_ok {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -654,6 +692,45 @@ mod shipped_files {
     #[test]
     fn config_hocon_is_exactly_the_defaults() {
         assert_eq!(parse(&hocon_value()).unwrap(), defaults());
+    }
+
+    /// Applies a case's overrides the way test/config_cases.json describes:
+    /// maps merge, anything else replaces, "$delete" removes the key.
+    fn merge(target: &mut Value, overrides: &Value) {
+        match (target, overrides) {
+            (Value::Object(target), Value::Object(overrides)) => {
+                for (key, value) in overrides {
+                    if value == "$delete" {
+                        target.remove(key);
+                    } else if let Some(existing) = target.get_mut(key) {
+                        merge(existing, value);
+                    } else {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            (target, overrides) => *target = overrides.clone(),
+        }
+    }
+
+    /// The plugin's column of the validation table that the schema test
+    /// (test/config_schema_test.py) checks for the dashboard and EMQX.
+    #[test]
+    fn plugin_refuses_exactly_the_listed_cases() {
+        let text = std::fs::read_to_string("../test/config_cases.json").unwrap();
+        let cases: Value = serde_json::from_str(&text).unwrap();
+        let mut wrong = Vec::new();
+        for case in cases["cases"].as_array().unwrap() {
+            let mut config = hocon_value();
+            merge(&mut config, &case["overrides"]);
+            let listed = case["rejected_by"].as_array().unwrap().iter().any(|layer| layer == "plugin");
+            match parse(&config) {
+                Ok(_) if listed => wrong.push(format!("{}: accepted", case["name"])),
+                Err(e) if !listed => wrong.push(format!("{}: refused: {e}", case["name"])),
+                _ => {}
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
     }
 
     #[test]
