@@ -147,11 +147,12 @@ threads() -> call(kafka_bridge_test_lib, thread_count, []).
 ctl(Args) -> call(emqx_ctl, exit_status, [["kafka_bridge" | Args]]).
 
 producer_threads() -> call(kafka_bridge_test_lib, producer_threads, []).
+producer_threads(N) -> call(kafka_bridge_test_lib, producer_threads, [N]).
 
 running_and_bridging(Config) ->
     ?assertEqual(running, call(emqx_plugins, running_status, [?V1])),
     hooks_registered_once(),
-    ?assertEqual(1, producer_threads()),
+    ?assertEqual(1, producer_threads(1)),
     ?assertMatch({0, _}, ctl(["status"])),
     traffic_arrives(Config).
 

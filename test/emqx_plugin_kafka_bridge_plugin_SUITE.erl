@@ -437,7 +437,7 @@ nif_reload_keeps_the_running_bridge(Config) ->
      end || I <- lists:seq(1, 3)],
     ?assertEqual([1, 2, 3], lists:sort(ids(consume(?config(broker, Config), Topic, 3, 5000)))),
     ?assertMatch(#{running := true, state := connected}, emqx_plugin_kafka_bridge:status()),
-    ?assertEqual(1, kafka_bridge_test_lib:producer_threads()),
+    ?assertEqual(1, kafka_bridge_test_lib:producer_threads(1)),
     ok = kafka_bridge_test_lib:stop_bridge(),
     ?assertEqual(0, kafka_bridge_test_lib:producer_threads()),
     ?assertMatch(#{running := false}, emqx_plugin_kafka_bridge:status()).

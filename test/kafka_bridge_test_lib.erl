@@ -9,7 +9,7 @@
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
-         thread_count/0, producer_threads/0, publish_range/3]).
+         thread_count/0, producer_threads/0, producer_threads/1, publish_range/3]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -335,6 +335,13 @@ producer_threads() ->
     {ok, Tasks} = file:list_dir("/proc/self/task"),
     length([T || T <- Tasks,
                  {ok, <<"kafka_bridge_pr", _/binary>>} <- [file:read_file("/proc/self/task/" ++ T ++ "/comm")]]).
+
+%% @doc producer_threads/0 once it is N, or after 2 s: a new thread names
+%% itself when it first runs, which on a busy machine may be after the
+%% start that spawned it has returned.
+producer_threads(N) ->
+    _ = wait_until(fun() -> producer_threads() =:= N end, 2000),
+    producer_threads().
 
 %%--------------------------------------------------------------------
 %% Log capture: a logger handler forwarding the bridge's lines here.

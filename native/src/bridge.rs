@@ -8,11 +8,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::config::{BufferConfig, BufferMode, Config};
-use crate::encode::{encode, EncodeOptions};
+use crate::encode::encode;
+use crate::encode::options::EncodeOptions;
 use crate::event::Event;
 use crate::log::Logger;
 use crate::metrics::inc;
-use crate::producer::{ProducerHandle, Shared};
+use crate::kafka::producer::ProducerHandle;
+use crate::runtime::{ConnectionState, Shared};
 use crate::queue::{Pushed, Queue, Record};
 use crate::routing::Routing;
 
@@ -46,8 +48,8 @@ pub enum Emitted {
 
 impl Bridge {
     pub fn start(config: Config, node: String, logger: Logger) -> Result<Bridge, String> {
-        let routing = Routing::compile(&config)?;
-        crate::libc_malloc::tune();
+        let routing = Routing::compile(&config);
+        crate::fast::libc_malloc::tune();
         let buffer = &config.buffer;
         let (max_messages, max_bytes) = queue_limits(buffer);
         let queue = Queue::new(max_messages, max_bytes, buffer.overflow);
@@ -95,7 +97,7 @@ impl Bridge {
                 scratch.extend_from_slice(key);
             }
             let headers = encode(event, &options, &mut scratch)?;
-            let buf = crate::record_buffer::copy_of(&scratch);
+            let buf = crate::fast::record_buffer::copy_of(&scratch);
             if scratch.capacity() > MAX_KEPT_BUFFER {
                 *scratch = Vec::new();
             }
@@ -126,7 +128,7 @@ impl Bridge {
         if !self.is_running() {
             return Err("the bridge is stopped; a new config applies at its next start".into());
         }
-        let routing = Routing::compile(&config)?;
+        let routing = Routing::compile(&config);
         let old = control.config.clone();
         let flush_timeout = Duration::from_millis(config.buffer.flush_timeout_ms);
         if config.kafka == old.kafka && !producer_settings_changed(&old.buffer, &config.buffer) {
@@ -153,7 +155,7 @@ impl Bridge {
                 Err(error) => {
                     // Keep bridging with the old settings rather than none.
                     self.apply_buffer_limits(&old.buffer);
-                    let topics = topics_to_create(&old, &Routing::compile(&old)?);
+                    let topics = topics_to_create(&old, &Routing::compile(&old));
                     control.producer = ProducerHandle::start(self.shared.clone(), &old.kafka, &old.buffer, topics).ok();
                     return Err(error);
                 }
@@ -207,7 +209,7 @@ impl Bridge {
         if let Some(producer) = control.producer.take() {
             producer.stop(Duration::from_millis(control.config.buffer.flush_timeout_ms));
         }
-        if self.shared.status.state.load(SeqCst) == crate::producer::FAILED {
+        if self.shared.status.state.load() == ConnectionState::Failed {
             // The failed thread drained nothing: what the budget still
             // holds (the queue, its batch) is lost.
             let lost = self.shared.queue.discard_all();

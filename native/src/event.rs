@@ -7,6 +7,16 @@ use rustler::{Binary, Term};
 
 use crate::terms::{self, tuple, Elements};
 
+/// Field names of the maps EMQX passes (ConnInfo, ClientInfo, message headers).
+pub mod atoms {
+    rustler::atoms! {
+        clientid, username, peerhost, sockport, is_bridge, proto_name, proto_ver,
+        keepalive, clean_start, expiry_interval, connected_at, disconnected_at,
+        qos, retain, properties,
+        user_property = "User-Property",
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
     ClientConnected,
@@ -208,16 +218,16 @@ impl<'a> Event<'a> {
     /// publisher.
     pub fn clientid(&self) -> Option<std::borrow::Cow<'a, str>> {
         if let Some(ci) = self.client_info {
-            return field_text(ci, crate::encode::atoms::clientid());
+            return field_text(ci, atoms::clientid());
         }
         self.message.as_ref().and_then(|m| terms::text(m.from()))
     }
 
     pub fn username(&self) -> Option<std::borrow::Cow<'a, str>> {
         if let Some(ci) = self.client_info {
-            return field_text(ci, crate::encode::atoms::username());
+            return field_text(ci, atoms::username());
         }
-        self.message.as_ref().and_then(|m| field_text(m.headers(), crate::encode::atoms::username()))
+        self.message.as_ref().and_then(|m| field_text(m.headers(), atoms::username()))
     }
 }
 

@@ -5,30 +5,24 @@
 //! reconfigure) run on dirty I/O schedulers; `emit` runs on the caller's
 //! scheduler and sends large payloads to `emit_dirty`.
 
-mod bridge;
-mod config;
-mod encode;
-mod event;
-mod handle;
-mod handoff;
-mod libc_malloc;
-mod log;
-mod metrics;
-mod nif_entry;
-mod peerhost;
-mod plain_text;
-mod producer;
-mod queue;
-mod record_buffer;
-mod renewal;
-mod routing;
-mod security;
-mod spool;
-mod spool_dir;
-mod spooler;
+// In the order data flows: the NIF boundary decodes a hook's arguments
+// into an event, which is routed, encoded and queued; a producer thread
+// hands it to Kafka, through the spool in disk and hybrid modes.
+mod nif;
 mod terms;
-mod topic_creator;
-mod topic_filter;
+mod event;
+mod config;
+mod routing;
+mod encode;
+mod queue;
+mod kafka;
+mod spool;
+mod bridge;
+mod runtime;
+mod clock;
+mod metrics;
+mod log;
+mod fast;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
@@ -43,6 +37,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::bridge::{Bridge, Emitted};
 use crate::event::{DecodeError, Event, EventKind};
+use crate::nif::handle;
+use crate::runtime::ConnectionState;
 
 mod atoms {
     rustler::atoms! {
@@ -103,8 +99,8 @@ fn parse_config(term: Term) -> Result<config::Config, String> {
     let value = terms::to_json(term)?;
     let config = config::parse(&value)?;
     // Let librdkafka check every property now, so a typo fails the start.
-    let client = producer::client_config(&config.kafka, &config.buffer);
-    client.create_native_config().map_err(|e| producer::config_error(&e, &config.kafka))?;
+    let client = kafka::client::client_config(&config.kafka, &config.buffer);
+    client.create_native_config().map_err(|e| kafka::client::config_error(&e, &config.kafka))?;
     Ok(config)
 }
 
@@ -251,11 +247,11 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
     guarded(env, || {
         let bridge = handle::bridge(bridge).ok_or("not a bridge")?;
         let shared = &bridge.shared;
-        let state = match shared.status.state.load(Relaxed) {
-            producer::CONNECTED => atoms::connected(),
-            producer::DISCONNECTED => atoms::disconnected(),
-            producer::FAILED => atoms::failed(),
-            _ => atoms::connecting(),
+        let state = match shared.status.state.load() {
+            ConnectionState::Connected => atoms::connected(),
+            ConnectionState::Disconnected => atoms::disconnected(),
+            ConnectionState::Failed => atoms::failed(),
+            ConnectionState::Connecting => atoms::connecting(),
         };
         let fields: Vec<(&str, Term)> = vec![
             ("state", state.encode(env)),
@@ -292,3 +288,6 @@ fn noop(_term: Term) -> Atom {
 
 #[cfg(test)]
 mod test_stubs;
+
+#[cfg(test)]
+mod layout_check;

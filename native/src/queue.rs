@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::Overflow;
-use crate::encode::Headers;
+use crate::encode::headers::Headers;
 use crate::metrics::{inc, Metrics};
 
 /// Memory per record beyond its key, value and topic: the channel slot and

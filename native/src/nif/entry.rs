@@ -5,7 +5,7 @@
 //! `code:load_file`), also when the module is still loaded from the last
 //! start. ERTS then calls the new library's `upgrade`, not `load`; without
 //! one the load fails ("Upgrade not supported by this NIF library") and the
-//! plugin cannot be started again in the same VM. See handle.rs for what an
+//! plugin cannot be started again in the same VM. See nif/handle.rs for what an
 //! upgrade does with the bridge resource type.
 //!
 //! This uses rustler's `codegen_runtime`, which is what `rustler::init!`
@@ -47,7 +47,7 @@ fn build_entry() -> Entry {
 
 /// First load of the module in this VM.
 unsafe extern "C" fn load(env: *mut ErlNifEnv, _priv_data: *mut *mut c_void, _load_info: ErlNifTerm) -> i32 {
-    with_env(env, crate::handle::take_over_type)
+    with_env(env, crate::nif::handle::take_over_type)
 }
 
 /// A load of the module while an older instance of it holds a NIF library
@@ -59,7 +59,7 @@ unsafe extern "C" fn upgrade(
     _old_priv_data: *mut *mut c_void,
     _load_info: ErlNifTerm,
 ) -> i32 {
-    with_env(env, crate::handle::take_over_type)
+    with_env(env, crate::nif::handle::take_over_type)
 }
 
 /// 0 (loaded) when `open` succeeds; never lets a panic reach ERTS.

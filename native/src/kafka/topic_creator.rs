@@ -7,7 +7,6 @@
 //! topic the broker refuses for good (invalid, not authorized, a policy) is
 //! reported once and given up, so it never holds back the other topics.
 
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -15,7 +14,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::log::Level;
-use crate::producer::{Shared, RUN};
+use crate::kafka::lifecycle::AtomicLifecycle;
+use crate::runtime::Shared;
 
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -40,9 +40,9 @@ impl TopicCreator {
     }
 
     /// Returns once every topic exists or was given up, or the producer stops.
-    pub fn create_until_done(self, shared: &Shared, mode: &AtomicU8) {
+    pub fn create_until_done(self, shared: &Shared, lifecycle: &AtomicLifecycle) {
         let mut pending = self.names.clone();
-        while !pending.is_empty() && mode.load(SeqCst) == RUN {
+        while !pending.is_empty() && lifecycle.is_running() {
             let outcomes = self.try_create(&pending);
             pending.clear();
             for (name, outcome) in outcomes {

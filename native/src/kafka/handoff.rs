@@ -20,55 +20,19 @@ use rdkafka::error::{IsError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::util::IntoOpaque;
 
-use crate::encode::Headers;
-use crate::producer::{Context, Shared};
+use crate::encode::headers::Headers;
+use crate::kafka::context::Context;
+use crate::kafka::in_flight::{InFlight, Tag};
 use crate::queue::Record;
+use crate::runtime::Shared;
+
+
+/// Distinct topics a producer may use before it is replaced (see renewal).
+pub const MAX_TOPICS: usize = 1_000;
 
 /// RD_KAFKA_PARTITION_UA: the partitioner picks.
 const PARTITION_UA: i32 = -1;
 
-/// A record inside librdkafka: its delivery opaque.
-pub struct InFlight {
-    /// The key's bytes followed by the value's; librdkafka points into it.
-    /// (Not the whole `Record`: while the broker is down librdkafka holds
-    /// hundreds of thousands of these, and the rest would add ~60 bytes each.)
-    pub buf: Vec<u8>,
-    pub key_len: Option<usize>,
-    /// Memory mode: budget bytes << 32 | enqueue ms since the bridge's
-    /// epoch. Spool modes: the spool thread's sequence number.
-    pub tag: usize,
-}
-
-impl InFlight {
-    /// The key (null when there is none) and the value, as pointer and
-    /// length the way librdkafka takes them; they point into `buf`.
-    fn key_and_value(&self) -> ((*mut c_void, usize), (*mut c_void, usize)) {
-        let key = match self.key_len {
-            Some(n) => (self.buf.as_ptr() as *mut c_void, n),
-            None => (ptr::null_mut(), 0),
-        };
-        let value = &self.buf[self.key_len.unwrap_or(0)..];
-        (key, (value.as_ptr() as *mut c_void, value.len()))
-    }
-
-    /// The record again, for a purged message that goes back to a queue
-    /// or to the spool: no copy, the buffer is moved back.
-    pub fn into_record(self, message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-        use rdkafka::message::{Headers as _, Message as _};
-        let headers = message.headers().map(|hs| {
-            hs.iter()
-                .map(|h| (std::borrow::Cow::Owned(h.key.to_string()), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        });
-        Record {
-            topic: message.topic().into(),
-            buf: self.buf,
-            key_len: self.key_len,
-            headers,
-            enqueued_at: std::time::Instant::now(),
-        }
-    }
-}
 
 pub enum Produced {
     Queued,
@@ -118,7 +82,7 @@ impl TopicNames {
             None => true,
         };
         if fresh {
-            if self.used.len() <= crate::renewal::MAX_TOPICS {
+            if self.used.len() <= MAX_TOPICS {
                 self.used.insert(topic.clone());
             }
             self.last = Some((topic.clone(), CString::new(topic.as_bytes()).ok()?, TopicHandle(ptr::null_mut())));
@@ -139,7 +103,7 @@ impl TopicNames {
 }
 
 /// Produces `record` with `tag` in its delivery opaque.
-pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record, tag: usize) -> Produced {
+pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record, tag: Tag) -> Produced {
     let Some(topic) = names.c_name(&record.topic).map(|c| c.as_ptr()) else {
         refused(shared, &record.topic, "the topic name contains a NUL byte");
         return Produced::Refused;
@@ -151,7 +115,10 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     let opaque = inflight.into_ptr();
     // SAFETY: every pointer is valid for the call; `topic` and the header
     // list are copied by librdkafka; the key and value stay valid until the
-    // delivery report returns `opaque` (flags 0: no copy, no free).
+    // delivery report returns `opaque` (flags 0: no copy, no free). rdkafka
+    // 0.39's delivery callback rebuilds the `Box<InFlight>` from `opaque`
+    // with `IntoOpaque::from_ptr`, the inverse of `into_ptr` above; rdkafka
+    // is pinned to that exact version in Cargo.toml for it.
     let error = unsafe {
         rdsys::rd_kafka_producev(
             producer.client().native_ptr(),
@@ -197,8 +164,8 @@ pub fn produce_run(
     producer: &BaseProducer<Context>,
     shared: &Shared,
     names: &mut TopicNames,
-    run: &mut Vec<(Record, usize)>,
-    mut outcome: impl FnMut(usize, Produced),
+    run: &mut Vec<(Record, Tag)>,
+    mut outcome: impl FnMut(Tag, Produced),
 ) {
     let Some(topic) = run.first().map(|(record, _)| record.topic.clone()) else { return };
     let Some(handle) = names.handle(producer, &topic) else {

@@ -2,7 +2,7 @@
 //! carries.
 //!
 //! Reading `{A, B, C, D}` takes five calls into the VM (the tuple, then
-//! each octet), about 6% of a 100 B hook. A client's messages carry the
+//! each octet) and a formatting pass. A client's messages carry the
 //! same address, so each scheduler thread remembers the last tuple's raw
 //! elements and text. An octet 0-255 is a small integer, which the VM
 //! keeps as an immediate term, and no other term has the same raw word:

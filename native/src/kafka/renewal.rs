@@ -15,12 +15,11 @@
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 
-use crate::handoff::TopicNames;
+use crate::kafka::handoff::{TopicNames, MAX_TOPICS};
 use crate::log::Level;
-use crate::producer::{poll_ready, Context, Shared};
+use crate::kafka::context::{poll_ready, Context};
+use crate::runtime::Shared;
 
-/// Distinct topics a producer may use before it is replaced.
-pub const MAX_TOPICS: usize = 1_000;
 /// Replaced producers still delivering, at most.
 const MAX_DRAINING: usize = 4;
 
@@ -77,7 +76,7 @@ impl Renewal {
             old.producer.in_flight_count() > 0
         });
         if self.draining.len() < before {
-            crate::libc_malloc::trim();
+            crate::fast::libc_malloc::trim();
             let text = format!("kafka bridge: replaced a Kafka producer that had used more than {MAX_TOPICS} topics");
             shared.logger.limited(Level::Info, "producer-renewed", &text);
         }

@@ -5,7 +5,7 @@
 //! copy into it stalls the hook on fetching those cache lines. Each
 //! scheduler thread therefore allocates the next record's buffer at the end
 //! of a call, sized like the last record, and prefetches it for writing: the
-//! lines move while the VM runs between calls (-15 ns per 100 B hook).
+//! lines move while the VM runs between calls.
 
 use std::cell::Cell;
 

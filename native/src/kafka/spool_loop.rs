@@ -11,7 +11,7 @@
 //! there until the reader has caught up, so order is kept.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,15 @@ use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use crate::config::Overflow;
 use crate::log::Level;
 use crate::metrics::inc;
-use crate::handoff::{produce, Produced, TopicNames};
-use crate::producer::{flush, poll, poll_ready, Context, Report, Shared, CONNECTED, RUN};
+use crate::kafka::handoff::{produce, Produced, TopicNames};
+use crate::kafka::in_flight::Tag;
+use crate::kafka::context::{flush, poll, poll_ready, Context, Report};
+use crate::kafka::lifecycle::AtomicLifecycle;
+use crate::runtime::{ConnectionState, Shared};
 use crate::queue::{Record, Waiter};
-use crate::renewal::Renewal;
-use crate::spool::{Appended, Now, Position, Spool};
+use crate::kafka::renewal::Renewal;
+use crate::clock::Now;
+use crate::spool::{Appended, Position, Spool};
 
 /// Records taken from the hook queue per round.
 const BATCH: usize = 16 * 1024;
@@ -117,7 +121,7 @@ pub fn run(
     renewal: Renewal,
     spool: Spool,
     options: Options,
-    mode: Arc<AtomicU8>,
+    lifecycle: Arc<AtomicLifecycle>,
     deadline: Arc<Mutex<Option<Instant>>>,
 ) {
     let shared = spool.shared().clone();
@@ -139,7 +143,7 @@ pub fn run(
         names: TopicNames::default(),
         renewal,
     };
-    while mode.load(SeqCst) == RUN {
+    while lifecycle.is_running() {
         thread.round(&rx);
     }
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
@@ -197,7 +201,7 @@ impl SpoolThread {
             } else {
                 let seq = self.window.next_seq();
                 let enqueued_at = record.enqueued_at;
-                match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
+                match produce(&self.producer, &self.shared, &mut self.names, record, Tag::spool(seq)) {
                     Produced::Queued => return self.window.push(None, enqueued_at, 0),
                     Produced::Refused => return,
                     Produced::QueueFull(back) => {
@@ -217,7 +221,7 @@ impl SpoolThread {
     }
 
     fn track_reachability(&mut self) {
-        if self.shared.status.state.load(Relaxed) == CONNECTED {
+        if self.shared.status.state.load() == ConnectionState::Connected {
             self.unreachable_since = None;
         } else {
             self.unreachable_since.get_or_insert_with(Instant::now);
@@ -291,7 +295,7 @@ impl SpoolThread {
             let seq = self.window.next_seq();
             let enqueued_at = record.enqueued_at;
             let bytes = record.budget_bytes() as u64;
-            match produce(&self.producer, &self.shared, &mut self.names, record, seq) {
+            match produce(&self.producer, &self.shared, &mut self.names, record, Tag::spool(seq)) {
                 Produced::Queued => self.window.push(Some(position), enqueued_at, bytes),
                 Produced::Refused => {
                     // Never retried: settle it so its segment can go.
@@ -353,7 +357,7 @@ impl SpoolThread {
             self.store(record, now);
         }
         self.flush(true);
-        while Instant::now() < deadline && self.shared.status.state.load(Relaxed) == CONNECTED {
+        while Instant::now() < deadline && self.shared.status.state.load() == ConnectionState::Connected {
             if self.pending.is_none() && self.spool.caught_up() && self.window.slots.is_empty() {
                 break;
             }

@@ -6,9 +6,13 @@
 
 use serde_json::{Map, Value};
 
+pub mod security;
+pub mod template;
+pub mod topic_filter;
+
 use crate::event::EventKind;
-use crate::security::{SaslConfig, SaslMechanism, TlsConfig};
-use crate::topic_filter;
+use security::{SaslConfig, SaslMechanism, TlsConfig};
+use template::{KeySpec, TopicSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -42,16 +46,18 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventConfig {
     pub enable: bool,
-    pub topic: String,
-    pub key: String,
+    pub topic: TopicSpec,
+    pub key: KeySpec,
+    /// Checked MQTT filters; `["#"]` is every topic.
     pub filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub filter: String,
-    pub topic: Option<String>,
-    pub key: Option<String>,
+    /// `None`: the event's own.
+    pub topic: Option<TopicSpec>,
+    pub key: Option<KeySpec>,
 }
 
 /// Where accepted events wait for Kafka.
@@ -126,6 +132,9 @@ pub fn is_secret(property: &str) -> bool {
 pub const DEFAULT_MAX_MESSAGES: usize = 100_000;
 pub const DEFAULT_MAX_BYTES: usize = 256 * 1024 * 1024;
 pub const DEFAULT_FLUSH_TIMEOUT_MS: u64 = 10_000;
+/// Stop must end: the supervisor gives the server this plus a margin
+/// (`SHUTDOWN_MS` in emqx_plugin_kafka_bridge_sup.erl, checked by a test).
+pub const MAX_FLUSH_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_SPOOL_DIR: &str = "data/kafka_bridge";
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
@@ -142,7 +151,7 @@ fn default_event(kind: EventKind) -> EventConfig {
         SessionSubscribed | SessionUnsubscribed => (true, "emqx_session_events"),
         MessageDelivered | MessageAcked | MessageDropped => (false, "emqx_message_events"),
     };
-    EventConfig { enable, topic: topic.into(), key: "clientid".into(), filters: vec!["#".into()] }
+    EventConfig { enable, topic: TopicSpec::Fixed(topic.into()), key: KeySpec::ClientId, filters: vec!["#".into()] }
 }
 
 /// Reads one level of the config, remembering its path for error messages and
@@ -343,7 +352,7 @@ pub fn parse(value: &Value) -> Result<Config, String> {
     // Ours first, then TLS and SASL, then the operator's own properties.
     let mut properties: Vec<(String, String)> =
         DEFAULT_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    properties.extend(crate::security::properties(&tls, &sasl)?);
+    properties.extend(security::properties(&tls, &sasl)?);
     for (key, value) in overridden {
         properties.retain(|(k, _)| *k != key);
         properties.push((key, value));
@@ -361,10 +370,15 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         let defaults = default_event(kind);
         let mut section = events_section.section(kind.config_name())?;
         let enable = section.bool("enable", defaults.enable)?;
-        let topic = section.string("topic", Some(&defaults.topic))?;
-        crate::routing::check_topic_template(&topic).map_err(|e| format!("{}: {e}", section.key_path("topic")))?;
-        let key = section.string("key", Some(&defaults.key))?;
-        crate::routing::check_key(&key).map_err(|e| format!("{}: {e}", section.key_path("key")))?;
+        let topic = match section.get("topic") {
+            None => defaults.topic,
+            Some(_) => TopicSpec::parse(&section.string("topic", None)?)
+                .map_err(|e| format!("{}: {e}", section.key_path("topic")))?,
+        };
+        let key = match section.get("key") {
+            None => defaults.key,
+            Some(_) => KeySpec::parse(&section.string("key", None)?).map_err(|e| format!("{}: {e}", section.key_path("key")))?,
+        };
         let filters = if kind.has_message() {
             let filters = section.string_list("filters", &["#"])?;
             for filter in &filters {
@@ -401,6 +415,9 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         Overflow::DropNew,
     )?;
     let flush_timeout_ms = buffer_section.quantity("flush_timeout", TIME_UNITS, 0, DEFAULT_FLUSH_TIMEOUT_MS)?;
+    if flush_timeout_ms > MAX_FLUSH_TIMEOUT_MS {
+        return Err(format!("buffer.flush_timeout: at most {MAX_FLUSH_TIMEOUT_MS} (5 minutes), got {flush_timeout_ms}"));
+    }
     let mode = buffer_section.choice(
         "mode",
         &[("memory", BufferMode::Memory), ("disk", BufferMode::Disk), ("hybrid", BufferMode::Hybrid)],
@@ -465,19 +482,13 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
         let topic = match section.get("topic") {
             None => None,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(_) => Some(section.string("topic", None)?),
+            Some(_) => Some(TopicSpec::parse(&section.string("topic", None)?).map_err(|e| format!("{path}.topic: {e}"))?),
         };
-        if let Some(topic) = &topic {
-            crate::routing::check_topic_template(topic).map_err(|e| format!("{path}.topic: {e}"))?;
-        }
         let key = match section.get("key") {
             None => None,
             Some(Value::String(s)) if s.is_empty() => None,
-            Some(_) => Some(section.string("key", None)?),
+            Some(_) => Some(KeySpec::parse(&section.string("key", None)?).map_err(|e| format!("{path}.key: {e}"))?),
         };
-        if let Some(key) = &key {
-            crate::routing::check_key(key).map_err(|e| format!("{path}.key: {e}"))?;
-        }
         section.finish()?;
         routes.push(RouteConfig { filter, topic, key });
     }
@@ -554,7 +565,7 @@ mod tests {
         assert_eq!(config.format, Format::Emqx);
         let publish = &config.events.iter().find(|(k, _)| *k == EventKind::MessagePublish).unwrap().1;
         assert!(publish.enable);
-        assert_eq!(publish.topic, "emqx_messages");
+        assert_eq!(publish.topic, TopicSpec::Fixed("emqx_messages".into()));
         let acked = &config.events.iter().find(|(k, _)| *k == EventKind::MessageAcked).unwrap().1;
         assert!(!acked.enable);
         assert!(config.kafka.properties.contains(&("acks".into(), "all".into())));
@@ -615,6 +626,21 @@ mod tests {
         let mut v = minimal();
         v["buffer"] = json!({"segment_bytes": "1MB", "max_disk_bytes": "512KB"});
         assert!(error_of(v).starts_with("buffer.max_disk_bytes: must be at least buffer.segment_bytes"));
+    }
+
+    /// The supervisor's shutdown for the server is the longest flush plus
+    /// a margin: a stop that hangs is killed, one that flushes is not.
+    #[test]
+    fn supervisor_shutdown_outlasts_the_longest_flush() {
+        let sup = std::fs::read_to_string("../erl_src/emqx_plugin_kafka_bridge_sup.erl").unwrap();
+        let line = sup.lines().find(|l| l.starts_with("-define(SHUTDOWN_MS,")).unwrap();
+        let shutdown_ms: u64 = line.trim_start_matches("-define(SHUTDOWN_MS,").trim_end_matches(").").trim().parse().unwrap();
+        let margin = shutdown_ms.checked_sub(MAX_FLUSH_TIMEOUT_MS).expect("shutdown shorter than the longest flush");
+        assert!((5_000..=30_000).contains(&margin), "margin {margin} ms");
+        assert!(sup.contains("shutdown => ?SHUTDOWN_MS"));
+        let mut v = minimal();
+        v["buffer"] = json!({"flush_timeout": MAX_FLUSH_TIMEOUT_MS + 1});
+        assert!(error_of(v).starts_with("buffer.flush_timeout: at most 300000"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The resource type is opened once, at load, and its pointer kept. Looking
 //! up a rustler resource hashes the Rust type's `TypeId` in a registry on
-//! every call, ~3% of a 100 B hook.
+//! every call (a measured cost: `fast/mod.rs`).
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,6 +1,6 @@
 //! The disk spool: append-only segment files of checksummed records.
 //!
-//! Layout under `buffer.dir` (which files are the spool's: `spool_dir.rs`):
+//! Layout under `buffer.dir` (which files are the spool's: `dir.rs`):
 //! - `<id>.seg`: records, each `[body length: u32 LE][CRC32C of body: u32 LE][body]`.
 //! - `<id>.committed`: how many leading records of the segment Kafka has
 //!   acknowledged, and the byte offset after them. Written atomically
@@ -8,7 +8,7 @@
 //! - `<id>.sealed`: how many records a sealed segment holds, written when
 //!   it is sealed, so records lost to a damaged header are counted exactly.
 //!
-//! One thread owns a `Spool` (see `spooler.rs`): it appends, reads back from
+//! One thread owns a `Spool` (see `kafka/spool_loop.rs`): it appends, reads back from
 //! a cursor, commits acknowledged prefixes and deletes finished segments.
 //! Each start opens a new segment, so a torn tail from a crash is only ever
 //! at the end of a sealed segment, where the reader skips it.
@@ -22,11 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Fsync, SpoolConfig};
-use crate::encode::Headers;
+use crate::encode::headers::Headers;
 use crate::log::Level;
-use crate::producer::Shared;
+use crate::runtime::Shared;
 use crate::queue::Record;
-use crate::spool_dir::{committed_path, sealed_path, segment_path, SpoolDir};
+pub mod dir;
+
+use crate::clock::Now;
+use dir::{committed_path, sealed_path, segment_path, SpoolDir};
 
 const HEADER_BYTES: u64 = 8;
 /// Larger lengths can only come from a corrupted header.
@@ -108,29 +111,6 @@ const MAX_FRESH_BYTES: usize = 64 << 20;
 /// What a record kept in `fresh` counts against `MAX_FRESH_BYTES`.
 fn fresh_size(record: &Record) -> usize {
     record.buf.len() + record.topic.len() + 64
-}
-
-/// Now, as both clocks: records carry an `Instant`, the spool Unix ms.
-#[derive(Clone, Copy)]
-pub struct Now {
-    pub instant: Instant,
-    pub unix_ms: u64,
-}
-
-impl Now {
-    pub fn get() -> Now {
-        Now { instant: Instant::now(), unix_ms: crate::producer::unix_ms() }
-    }
-
-    fn unix_ms_of(&self, at: Instant) -> u64 {
-        self.unix_ms.saturating_sub(self.instant.saturating_duration_since(at).as_millis() as u64)
-    }
-
-    /// The `Instant` of a Unix-milliseconds time read back from the spool.
-    fn instant_of(&self, unix_ms: u64) -> Instant {
-        let age = Duration::from_millis(self.unix_ms.saturating_sub(unix_ms));
-        self.instant.checked_sub(age).unwrap_or(self.instant)
-    }
 }
 
 /// What `append` did.

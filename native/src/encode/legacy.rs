@@ -1,0 +1,87 @@
+//! `format = legacy`: the 2016 emqttd_plugin_kafka_bridge's JSON
+//! (mochijson2's field order, names and escaping).
+
+use std::io::{self, Write};
+
+
+use serde_json::ser::Formatter;
+
+use crate::event::{Event, EventKind};
+use crate::encode::fields::{message_timestamp, now_ms};
+use crate::encode::options::EncodeOptions;
+use crate::encode::term_json::{ReasonText, TermJson};
+use crate::encode::writer::{Object, Payload};
+
+/// The seed plugin's (emqttd_plugin_kafka_bridge, mochijson2) field order and names.
+pub fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
+    let clientid = event.clientid();
+    let seconds = event.message.as_ref().map(message_timestamp).unwrap_or_else(now_ms) / 1000;
+    match event.kind {
+        EventKind::ClientConnected => {
+            map.serialize_entry("type", "connected")?;
+            map.serialize_entry("clientid", &clientid)?;
+        }
+        EventKind::ClientDisconnected => {
+            map.serialize_entry("type", "disconnected")?;
+            map.serialize_entry("clientid", &clientid)?;
+            map.serialize_entry("reason", &ReasonText(event.reason))?;
+        }
+        EventKind::SessionSubscribed | EventKind::SessionUnsubscribed => {
+            let kind = if event.kind == EventKind::SessionSubscribed { "subscribed" } else { "unsubscribed" };
+            map.str_entry("type", kind)?;
+            map.serialize_entry("client_id", &clientid)?;
+            map.serialize_entry("topic", &event.sub_topic)?;
+        }
+        _ => {
+            let message = event.message.as_ref().expect("message events carry a message");
+            let kind = match event.kind {
+                EventKind::MessagePublish => "published",
+                EventKind::MessageDelivered => "delivered",
+                EventKind::MessageAcked => "acked",
+                _ => "dropped",
+            };
+            map.str_entry("type", kind)?;
+            map.serialize_entry("client_id", &clientid)?;
+            if event.client_info.is_some() {
+                map.term_entry("from", Some(message.from()))?;
+            }
+            map.str_entry("topic", message.topic)?;
+            let payload = Payload::of(message, options.payload_encoding);
+            map.payload_entry("payload", &payload)?;
+            map.serialize_entry("qos", &TermJson(Some(message.qos())))?;
+            if event.kind == EventKind::MessageDropped {
+                map.serialize_entry("reason", &ReasonText(event.reason))?;
+            }
+            if let Payload::Base64(_) = payload {
+                // The seed plugin crashed on binary payloads; we say what we did instead.
+                map.str_entry("payload_encoding", payload.encoding_name())?;
+            }
+        }
+    }
+    map.str_entry("cluster_node", options.node)?;
+    map.serialize_entry("ts", &seconds)?;
+    map.end()
+}
+
+/// serde_json output escaped the way mochijson2 escapes: every character
+/// from U+007F up as a lowercase `\uXXXX` (surrogate pairs above U+FFFF).
+#[derive(Clone)]
+pub struct MochiFormatter;
+
+impl Formatter for MochiFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if (c as u32) < 0x7f {
+                continue;
+            }
+            writer.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{:04x}", unit)?;
+            }
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}

@@ -1,0 +1,11 @@
+//! What the encoder needs besides the event.
+
+use crate::config::{Format, PayloadEncoding};
+
+/// What the encoder needs besides the event.
+pub struct EncodeOptions<'o> {
+    pub format: Format,
+    pub payload_encoding: PayloadEncoding,
+    pub user_properties_headers: bool,
+    pub node: &'o str,
+}

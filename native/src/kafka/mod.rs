@@ -1,0 +1,15 @@
+//! Everything that talks to Kafka: librdkafka's client config, the
+//! producer's context (delivery reports, errors, statistics), the
+//! zero-copy hand-off, the memory and spool loops, producer generations
+//! and topic creation.
+
+pub mod client;
+pub mod context;
+pub mod handoff;
+pub mod in_flight;
+pub mod lifecycle;
+pub mod memory_loop;
+pub mod producer;
+pub mod renewal;
+pub mod spool_loop;
+pub mod topic_creator;

@@ -1,0 +1,133 @@
+//! A producer generation: its thread, started on the bridge's queue in
+//! memory mode or on a spool, and stopped or retired by the bridge.
+//!
+//! On a Kafka reconfiguration a new producer starts on the same queue while
+//! the old one retires: it stops taking records, flushes what it holds and
+//! hands anything it could not deliver back to the queue, so no accepted
+//! event is lost by the switch.
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+
+use crate::config::{BufferConfig, BufferMode, KafkaConfig};
+use crate::kafka::client::{client_config, config_error};
+use crate::kafka::context::Context;
+use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
+use crate::kafka::renewal::{MakeProducer, Renewal};
+use crate::kafka::topic_creator::TopicCreator;
+use crate::kafka::{memory_loop, spool_loop};
+use crate::log::Level;
+use crate::runtime::{ConnectionState, Shared};
+use crate::spool::Spool;
+
+/// Set in the environment a test VM is started with: the first memory
+/// producer of the OS process panics on its first record, so the test can
+/// check that a failed producer is reported and the bridge restarted. Read
+/// once per producer start, never per record.
+const INJECT_PANIC_ENV: &str = "EMQX_KAFKA_BRIDGE_TEST_PRODUCER_PANIC";
+static PANIC_INJECTED: AtomicBool = AtomicBool::new(false);
+
+/// A running producer generation.
+pub struct ProducerHandle {
+    lifecycle: Arc<AtomicLifecycle>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    thread: JoinHandle<()>,
+}
+
+impl ProducerHandle {
+    /// Starts a producer; `create` names topics to create before producing.
+    pub fn start(
+        shared: Arc<Shared>,
+        kafka: &KafkaConfig,
+        buffer: &BufferConfig,
+        create: Vec<String>,
+    ) -> Result<ProducerHandle, String> {
+        let lifecycle = Arc::new(AtomicLifecycle::new(Lifecycle::Run));
+        // Opened here so an unusable buffer.dir fails the start itself.
+        let spool = match buffer.mode {
+            BufferMode::Memory => None,
+            BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
+        };
+        let make: MakeProducer = {
+            let (client, shared, lifecycle, spooling) =
+                (client_config(kafka, buffer), shared.clone(), lifecycle.clone(), spool.is_some());
+            Box::new(move || client.create_with_context(Context::new(shared.clone(), lifecycle.clone(), spooling)))
+        };
+        let producer = make().map_err(|e| config_error(&e, kafka))?;
+        let deadline = Arc::new(Mutex::new(None));
+        let admin = if create.is_empty() {
+            None
+        } else {
+            let admin: AdminClient<DefaultClientContext> =
+                client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
+            Some(TopicCreator::new(admin, create, kafka.partitions, kafka.replication_factor))
+        };
+        let inject_panic =
+            (std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst)).then_some(INJECT_PANIC_ENV);
+        let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
+        let overflow = buffer.overflow;
+        let thread = {
+            let (lifecycle, deadline) = (lifecycle.clone(), deadline.clone());
+            std::thread::Builder::new()
+                .name("kafka_bridge_producer".into())
+                .spawn(move || {
+                    let watched = shared.clone();
+                    let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                        let renewal = Renewal::new(make);
+                        if let Some(admin) = admin {
+                            admin.create_until_done(&shared, &lifecycle);
+                        }
+                        match spool {
+                            None => memory_loop::run(producer, renewal, shared, lifecycle, deadline, inject_panic),
+                            Some(spool) => {
+                                let options = spool_loop::Options { spill_after, overflow };
+                                spool_loop::run(producer, renewal, spool, options, lifecycle, deadline)
+                            }
+                        }
+                    }));
+                    if let Err(panic) = body {
+                        report_failure(&watched, &*panic);
+                    }
+                })
+                .map_err(|e| format!("cannot start the producer thread: {e}"))?
+        };
+        Ok(ProducerHandle { lifecycle, deadline, thread })
+    }
+
+    /// Stops taking records; flushes, then hands the rest to the next
+    /// producer (memory mode only: spool modes stop and restart).
+    pub fn retire(self, flush_timeout: Duration) {
+        self.finish(Lifecycle::Retire, flush_timeout);
+    }
+
+    /// Drains the queue into Kafka until the timeout, then drops what is left
+    /// (counted as `dropped_on_stop`), and joins the thread.
+    pub fn stop(self, flush_timeout: Duration) {
+        self.finish(Lifecycle::Stop, flush_timeout);
+    }
+
+    fn finish(self, lifecycle: Lifecycle, flush_timeout: Duration) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + flush_timeout);
+        self.lifecycle.store(lifecycle);
+        // The thread only panics on a bug; the panic has been contained there.
+        let _ = self.thread.join();
+    }
+}
+
+/// A panic of the producer thread (a bug): status says failed and why, an
+/// error line is logged, and the owning Erlang process is told, so that it
+/// stops and its supervisor starts the bridge again. Hooks keep counting
+/// until then; `Bridge::stop` counts what the thread left as dropped.
+fn report_failure(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
+    let why = crate::log::panic_text(panic);
+    let text = format!("kafka bridge: the Kafka producer thread failed ({why}); restarting the bridge");
+    shared.status.state.store(ConnectionState::Failed);
+    shared.status.set_error(text.clone());
+    shared.logger.log(Level::Error, &text);
+    shared.logger.report_failure(&text);
+}

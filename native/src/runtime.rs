@@ -1,0 +1,127 @@
+//! The bridge's runtime state: what the hooks, every producer generation,
+//! the spool and the NIF calls share.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::config::BufferMode;
+use crate::log::{Level, Logger};
+use crate::metrics::{inc, Metrics};
+use crate::queue::Queue;
+
+/// State shared by the hooks, every producer generation and the NIF calls.
+pub struct Shared {
+    /// `buffer.mode = memory` (what `queue_len` reads); a live change sets it.
+    memory_mode: AtomicBool,
+    pub metrics: Metrics,
+    pub queue: Queue,
+    pub status: Status,
+    pub logger: Logger,
+    epoch: Instant,
+}
+
+impl Shared {
+    pub fn new(mode: BufferMode, queue: Queue, logger: Logger) -> Shared {
+        Shared {
+            memory_mode: AtomicBool::new(mode == BufferMode::Memory),
+            metrics: Metrics::default(),
+            queue,
+            status: Status::default(),
+            logger,
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn set_mode(&self, mode: BufferMode) {
+        self.memory_mode.store(mode == BufferMode::Memory, SeqCst);
+    }
+
+    /// Records the bridge holds that librdkafka does not have yet.
+    pub fn queue_len(&self) -> u64 {
+        if self.memory_mode.load(SeqCst) {
+            // The queue's budget also covers what librdkafka holds.
+            (self.queue.held() as u64).saturating_sub(self.metrics.inflight.load(Relaxed))
+        } else {
+            // The queue only holds what the spool thread has not taken yet.
+            self.queue.held() as u64
+        }
+    }
+
+    /// Counts a record Kafka did not take; logs `text` (at most once per
+    /// `log_key` and interval) and keeps it as the last error.
+    pub fn count_failed(&self, topic: &str, log_key: &str, text: String) {
+        inc(&self.metrics.failed);
+        self.metrics.topic_outcome(topic, false, 1);
+        self.logger.limited(Level::Error, log_key, &text);
+        self.status.set_error(text);
+    }
+
+    pub fn millis_since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+}
+
+/// The connection to Kafka as `status()` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConnectionState {
+    Connecting = 0,
+    Connected = 1,
+    Disconnected = 2,
+    /// The producer thread panicked; the owning Erlang process restarts the bridge.
+    Failed = 3,
+}
+
+/// A `ConnectionState` that librdkafka's callbacks, the spool thread and
+/// `status()` read and write without a lock.
+#[derive(Default)]
+pub struct AtomicConnectionState(AtomicU8);
+
+impl AtomicConnectionState {
+    pub fn load(&self) -> ConnectionState {
+        match self.0.load(SeqCst) {
+            1 => ConnectionState::Connected,
+            2 => ConnectionState::Disconnected,
+            3 => ConnectionState::Failed,
+            _ => ConnectionState::Connecting,
+        }
+    }
+
+    pub fn store(&self, state: ConnectionState) {
+        self.0.store(state as u8, SeqCst);
+    }
+}
+
+#[derive(Default)]
+pub struct Status {
+    pub state: AtomicConnectionState,
+    last_error: Mutex<LastError>,
+    /// Unix ms of the last successful delivery (0 = none yet).
+    pub last_delivery_ms: AtomicI64,
+}
+
+#[derive(Default)]
+pub struct LastError {
+    pub text: String,
+    /// A TLS or SASL failure: the operator has to change a setting.
+    pub settings: bool,
+}
+
+impl Status {
+    pub fn set_error(&self, text: String) {
+        self.set(LastError { text, settings: false });
+    }
+
+    pub fn set(&self, error: LastError) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).text.clone()
+    }
+
+    pub fn last_error_is_settings(&self) -> bool {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).settings
+    }
+}
