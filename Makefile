@@ -1,14 +1,15 @@
 # `make`       installs missing Debian packages, builds the NIF, the Erlang
 #              app, the test tool and the plugin tarball, and checks the .so.
 # `make test`  also installs tansu and the schema test's Python packages if
-#              missing, then runs cargo test, the schema test and rebar3 ct.
+#              missing, then runs cargo test, the schema test, xref, dialyzer
+#              and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export PROJECT_ROOT := $(CURDIR)
 
-DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit rebar3 cmake perl stunnel4 openssl python3-venv
+DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer rebar3 cmake perl stunnel4 openssl python3-venv
 TANSU_VERSION := 0.6.0
 NIF := priv/libkafka_bridge_nif.so
 # test/config_schema_test.py checks the Avro schema as EMQX's erlavro does.
@@ -51,6 +52,8 @@ pyenv:
 test: all tansu pyenv
 	cargo test --release --locked -p kafka_bridge_nif
 	$(PYENV)/bin/python test/config_schema_test.py
+	rebar3 xref
+	rebar3 dialyzer
 	rebar3 ct
 
 bench: all tansu

@@ -6,7 +6,7 @@
 %% raises: an exception here would cost a log line per message.
 -module(emqx_plugin_kafka_bridge).
 
--export([hook/2, unhook/1, callback/1]).
+-export([hook/2, unhook/1]).
 -export([metrics/0, status/0, metrics_text/0, bridge/0]).
 -export([on_client_connected/3, on_client_disconnected/4,
          on_session_subscribed/4, on_session_unsubscribed/4,
@@ -17,6 +17,11 @@
 -define(HP_BRIDGE, 870).
 -define(BRIDGE_KEY, {?MODULE, bridge}).
 -define(UNREACHED_KEY, {?MODULE, dropped_nif_unavailable}).
+
+%% The NIF's resource handle of a running bridge.
+-type bridge() :: reference().
+-type hook_point() :: atom().
+-export_type([bridge/0]).
 
 %%--------------------------------------------------------------------
 %% Hook registration
@@ -33,6 +38,7 @@ callback('message.dropped') -> on_message_dropped.
 
 %% @doc Registers the callbacks for `HookPoints', with the bridge handle as
 %% ExtraArgs, and makes `Bridge' the one metrics/0 and status/0 report on.
+-spec hook([hook_point()], bridge()) -> ok.
 hook(HookPoints, Bridge) ->
     Unreached = unreached_counter(),
     case bridge() of
@@ -40,7 +46,7 @@ hook(HookPoints, Bridge) ->
         %% A new bridge counts from zero, as the NIF's counters do.
         _ -> counters:put(Unreached, 1, 0)
     end,
-    persistent_term:put(?BRIDGE_KEY, Bridge),
+    set_bridge(Bridge),
     lists:foreach(
         fun(HookPoint) ->
             Action = {?MODULE, callback(HookPoint), [Bridge]},
@@ -51,6 +57,7 @@ hook(HookPoints, Bridge) ->
         end,
         HookPoints).
 
+-spec unhook([hook_point()]) -> ok.
 unhook(HookPoints) ->
     lists:foreach(fun(HookPoint) -> emqx_hooks:del(HookPoint, {?MODULE, callback(HookPoint)}) end,
                   HookPoints).
@@ -59,34 +66,43 @@ unhook(HookPoints) ->
 %% Callbacks
 %%--------------------------------------------------------------------
 
+-spec on_client_connected(map(), map(), bridge()) -> ok.
 on_client_connected(ClientInfo, ConnInfo, Bridge) ->
     _ = emit(Bridge, 'client.connected', ClientInfo, ConnInfo, undefined),
     ok.
 
+-spec on_client_disconnected(map(), term(), map(), bridge()) -> ok.
 on_client_disconnected(ClientInfo, Reason, ConnInfo, Bridge) ->
     _ = emit(Bridge, 'client.disconnected', ClientInfo, Reason, ConnInfo),
     ok.
 
+-spec on_session_subscribed(map(), binary(), map(), bridge()) -> ok.
 on_session_subscribed(ClientInfo, Topic, SubOpts, Bridge) ->
     _ = emit(Bridge, 'session.subscribed', ClientInfo, Topic, SubOpts),
     ok.
 
+-spec on_session_unsubscribed(map(), binary(), map(), bridge()) -> ok.
 on_session_unsubscribed(ClientInfo, Topic, SubOpts, Bridge) ->
     _ = emit(Bridge, 'session.unsubscribed', ClientInfo, Topic, SubOpts),
     ok.
 
+%% Message is EMQX's #message{} record; any term is passed on unchanged.
+-spec on_message_publish(Message, bridge()) -> {ok, Message} when Message :: term().
 on_message_publish(Message, Bridge) ->
     _ = emit(Bridge, 'message.publish', Message, undefined, undefined),
     {ok, Message}.
 
+-spec on_message_delivered(map(), Message, bridge()) -> {ok, Message} when Message :: term().
 on_message_delivered(ClientInfo, Message, Bridge) ->
     _ = emit(Bridge, 'message.delivered', ClientInfo, Message, undefined),
     {ok, Message}.
 
+-spec on_message_acked(map(), term(), bridge()) -> ok.
 on_message_acked(ClientInfo, Message, Bridge) ->
     _ = emit(Bridge, 'message.acked', ClientInfo, Message, undefined),
     ok.
 
+-spec on_message_dropped(term(), term(), term(), bridge()) -> ok.
 on_message_dropped(Message, Info, Reason, Bridge) ->
     _ = emit(Bridge, 'message.dropped', Message, Info, Reason),
     ok.
@@ -124,8 +140,14 @@ unreached_counter() ->
 %%--------------------------------------------------------------------
 
 %% @doc The handle of the running (or last stopped) bridge, or undefined.
+-spec bridge() -> bridge() | undefined.
 bridge() ->
     persistent_term:get(?BRIDGE_KEY, undefined).
+
+%% Written once per bridge start, never per call (a persistent_term update
+%% costs a scan of every process).
+set_bridge(Bridge) ->
+    persistent_term:put(?BRIDGE_KEY, Bridge).
 
 %% @doc Counters of the current bridge (of the last one after a stop):
 %% received, filtered_out, enqueued, dropped, dropped_queue_full,
@@ -135,6 +157,7 @@ bridge() ->
 %% other_topics => #{delivered, failed} (the sums for the rest), and
 %% dropped_nif_unavailable: hook calls that never reached the NIF (part of
 %% `dropped', not of `received'). `#{}' before any start.
+-spec metrics() -> map().
 metrics() ->
     Unreached = case persistent_term:get(?UNREACHED_KEY, undefined) of
                     undefined -> 0;
@@ -152,6 +175,7 @@ metrics() ->
 %% @doc `#{state => connected | connecting | disconnected | failed | stopped, running,
 %% last_error, config_error, ...}'. `config_error' is `none', or why the last
 %% config update was not applied (the last good config keeps running).
+-spec status() -> map().
 status() ->
     Status = case nif_call(status) of
                  Map when is_map(Map) -> Map;
@@ -171,5 +195,6 @@ nif_call(Function) ->
     end.
 
 %% @doc The metrics in Prometheus text exposition format.
+-spec metrics_text() -> binary().
 metrics_text() ->
     emqx_plugin_kafka_bridge_prometheus:render(metrics(), status()).

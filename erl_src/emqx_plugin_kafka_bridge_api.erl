@@ -9,6 +9,8 @@
 -define(JSON, #{<<"content-type">> => <<"application/json">>}).
 -define(PROMETHEUS, #{<<"content-type">> => <<"text/plain; version=0.0.4; charset=utf-8">>}).
 
+-spec handle(atom(), [binary()], map(), map()) ->
+    {ok, 200, map(), map() | binary()} | {error, 405, map(), map()} | {error, not_found}.
 handle(get, [<<"status">>], _Request, _Context) ->
     {ok, 200, ?JSON, json_safe(emqx_plugin_kafka_bridge:status())};
 handle(get, [<<"metrics">>], _Request, _Context) ->

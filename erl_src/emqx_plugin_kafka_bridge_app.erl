@@ -8,6 +8,7 @@
 
 -define(APP, emqx_plugin_kafka_bridge).
 
+-spec start(application:start_type(), term()) -> {ok, pid()} | {error, term()}.
 start(_Type, _Args) ->
     case start_bridge() of
         {ok, Pid} ->
@@ -45,6 +46,7 @@ start_sup() ->
 
 %% The supervisor tree is already down here: the server removed the hooks,
 %% flushed the queue and joined the producer in its terminate/2.
+-spec stop(term()) -> ok.
 stop(_State) ->
     emqx_plugin_kafka_bridge_cli:unregister(),
     ok.
@@ -53,6 +55,7 @@ stop(_State) ->
 %% store the update whatever this returns; from e5.9 on an error rejects
 %% it. So a config that cannot be applied keeps the last good one running
 %% and is reported (log, status, health, ctl) until a valid one arrives.
+-spec on_config_changed(map(), map()) -> ok | {error, binary()}.
 on_config_changed(_OldConfig, NewConfig) ->
     Result = case validate(NewConfig) of
                  ok ->
@@ -80,6 +83,7 @@ note_config_result({error, Text}) ->
 
 %% @doc ok when running the last config given, connected to Kafka, with the
 %% buffer under 90 % of its budget.
+-spec on_health_check(map()) -> ok | {error, binary()}.
 on_health_check(_Options) ->
     case emqx_plugin_kafka_bridge_server:running() of
         false ->
@@ -106,6 +110,7 @@ health(Status) ->
 
 %% @doc EMQX 6.0.3+ routes /api/v5/plugin_api/emqx_plugin_kafka_bridge/...
 %% here: GET status, GET metrics (JSON) and GET metrics/prometheus (text).
+-spec on_handle_api_call(atom(), [binary()], map(), map()) -> {ok, integer(), map(), term()} | {error, integer(), map(), term()}.
 on_handle_api_call(Method, Path, Request, Context) ->
     emqx_plugin_kafka_bridge_api:handle(Method, Path, Request, Context).
 

@@ -9,12 +9,14 @@
 
 -define(CMD, kafka_bridge).
 
+-spec register() -> ok.
 register() ->
     case emqx_ctl_available() of
         true -> emqx_ctl:register_command(?CMD, {?MODULE, cmd}, []);
         false -> ok
     end.
 
+-spec unregister() -> ok.
 unregister() ->
     case emqx_ctl_available() of
         true -> emqx_ctl:unregister_command(?CMD);
@@ -24,6 +26,7 @@ unregister() ->
 emqx_ctl_available() ->
     code:ensure_loaded(emqx_ctl) =:= {module, emqx_ctl}.
 
+-spec cmd([string()] | usage) -> ok | {error, term()}.
 cmd(["status"]) ->
     print(format_map(emqx_plugin_kafka_bridge:status())),
     ok;

@@ -9,7 +9,7 @@
 %% All three give a map with binary keys, as config.hocon has them.
 -module(emqx_plugin_kafka_bridge_config).
 
--export([read/0, name_vsn/0, with_spool_dir/1, wrap/1, unwrap/1]).
+-export([read/0, with_spool_dir/1, wrap/1, unwrap/1]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 -define(ENV_VAR, "EMQX_KAFKA_BRIDGE_CONFIG").
@@ -54,6 +54,7 @@ emqx_data_dir() ->
         false -> undefined
     end.
 
+-spec name_vsn() -> binary().
 name_vsn() ->
     {ok, Vsn} = application:get_key(?APP, vsn),
     iolist_to_binary([atom_to_list(?APP), "-", Vsn]).

@@ -30,12 +30,21 @@ priv_dir() ->
 
 -define(NOT_LOADED, erlang:nif_error({nif_not_loaded, ?MODULE})).
 
+-spec start(map(), atom(), pid()) -> {ok, reference(), [atom()]} | {error, term()}.
 start(_Config, _Node, _LogPid) -> ?NOT_LOADED.
+-spec validate(map()) -> ok | {error, term()}.
 validate(_Config) -> ?NOT_LOADED.
+-spec reconfigure(reference(), map()) -> {ok, [atom()]} | {error, term()}.
 reconfigure(_Bridge, _Config) -> ?NOT_LOADED.
+-spec stop(reference()) -> {ok, non_neg_integer()} | {error, term()}.
 stop(_Bridge) -> ?NOT_LOADED.
+-spec emit(reference(), atom(), term(), term(), term()) -> ok | filtered | dropped | dirty | {error, term()}.
 emit(_Bridge, _Hook, _A1, _A2, _A3) -> ?NOT_LOADED.
+-spec emit_dirty(reference(), atom(), term(), term(), term()) -> ok | filtered | dropped | {error, term()}.
 emit_dirty(_Bridge, _Hook, _A1, _A2, _A3) -> ?NOT_LOADED.
+-spec metrics(reference()) -> map() | {error, term()}.
 metrics(_Bridge) -> ?NOT_LOADED.
+-spec status(reference()) -> map() | {error, term()}.
 status(_Bridge) -> ?NOT_LOADED.
+-spec noop(term()) -> ok.
 noop(_Term) -> ?NOT_LOADED.

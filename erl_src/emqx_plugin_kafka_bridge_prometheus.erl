@@ -30,6 +30,7 @@ gauges() ->
      {spool_segments, "Segment files in the disk spool."},
      {spool_backlog_bytes, "Spool bytes not yet acknowledged by Kafka."}].
 
+-spec render(map(), map()) -> binary().
 render(Metrics, Status) when map_size(Metrics) =:= 0 ->
     iolist_to_binary(up_line(Status));
 render(Metrics, Status) ->

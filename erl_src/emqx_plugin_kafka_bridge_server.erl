@@ -10,17 +10,21 @@
 
 -define(APP, emqx_plugin_kafka_bridge).
 
+-spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
 
+-spec running() -> boolean().
 running() ->
     whereis(?MODULE) =/= undefined.
 
 %% @doc Applies a new configuration to the running bridge. The config
 %% travels wrapped, so that no crash report of either process shows it.
+-spec reconfigure(map()) -> ok | {error, term()}.
 reconfigure(Config) ->
     gen_server:call(?MODULE, {reconfigure, emqx_plugin_kafka_bridge_config:wrap(Config)}, infinity).
 
+-spec init([]) -> {ok, map()} | {stop, term()}.
 init([]) ->
     %% terminate/2 must run on shutdown: it flushes the queue to Kafka.
     process_flag(trap_exit, true),
@@ -35,6 +39,7 @@ init([]) ->
             {stop, Reason}
     end.
 
+-spec handle_call(term(), gen_server:from(), map()) -> {reply, term(), map()}.
 handle_call({reconfigure, Wrapped}, _From, State = #{bridge := Bridge, hooks := Old}) ->
     Resolved = emqx_plugin_kafka_bridge_config:with_spool_dir(emqx_plugin_kafka_bridge_config:unwrap(Wrapped)),
     case emqx_plugin_kafka_bridge_nif:reconfigure(Bridge, Resolved) of
@@ -50,9 +55,11 @@ handle_call({reconfigure, Wrapped}, _From, State = #{bridge := Bridge, hooks := 
 handle_call(_Request, _From, State) ->
     {reply, {error, unknown_call}, State}.
 
+-spec handle_cast(term(), map()) -> {noreply, map()}.
 handle_cast(_Msg, State) ->
     {noreply, State}.
 
+-spec handle_info(term(), map()) -> {noreply, map()} | {stop, term(), map()}.
 handle_info({emqx_plugin_kafka_bridge_log, Level, Text}, State) ->
     logger:log(Level, "emqx_plugin_kafka_bridge: ~ts", [Text]),
     {noreply, State};
@@ -65,11 +72,13 @@ handle_info(_Info, State) ->
 
 %% The state holds no config and messages carry it wrapped; still, a crash
 %% report or sys:get_status/1 shows neither a message nor a config term.
+-spec format_status(gen_server:format_status()) -> gen_server:format_status().
 format_status(Status) ->
     maps:map(fun(message, _) -> redacted;
                 (_, Value) -> Value
              end, Status).
 
+-spec terminate(term(), map()) -> ok.
 terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
     emqx_plugin_kafka_bridge:unhook(HookPoints),
     case emqx_plugin_kafka_bridge_nif:stop(Bridge) of

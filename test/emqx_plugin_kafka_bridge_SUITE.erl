@@ -12,7 +12,7 @@
 all() ->
     [hook_registered_at_bridge_priority, utf8_payload_fields, binary_payload_base64_roundtrip,
      iodata_payload, ten_thousand_messages_and_metrics, bad_input_never_raises,
-     bad_config_names_the_key].
+     bad_config_names_the_key, metric_names_agree].
 
 init_per_suite(Config) ->
     Broker = kafka_bridge_test_lib:start_broker(?config(priv_dir, Config)),
@@ -152,3 +152,26 @@ bad_config_names_the_key(Config) ->
               ?assertNotEqual(nomatch, binary:match(iolist_to_binary(io_lib:format("~p", [Reason])), Key)),
               ?assertEqual(undefined, whereis(emqx_plugin_kafka_bridge_sup))
       end, Cases).
+
+%% The NIF's metrics/0 is the one list of metric names: the Prometheus text
+%% and README's table must name each of them, and nothing else.
+metric_names_agree(_Config) ->
+    publish(message(<<"c">>, <<"names/1">>, <<"x">>)),
+    Metrics = kafka_bridge_test_lib:wait_for_delivered(1, 5000),
+    Structured = [delivery_latency_ms, topics, other_topics],
+    Scalars = lists:sort(maps:keys(maps:filter(fun(_, V) -> is_integer(V) end, Metrics))),
+    ?assertEqual(lists:sort(maps:keys(Metrics) -- Structured), Scalars),
+    Text = emqx_plugin_kafka_bridge:metrics_text(),
+    {match, Typed} = re:run(Text, "^# TYPE emqx_kafka_bridge_(\\w+?)(?:_total)? (counter|gauge)$",
+                            [multiline, global, {capture, [1], binary}]),
+    Exported = lists:usort([binary_to_atom(N) || [N] <- Typed]),
+    %% Besides the scalars: up and connected (from status/0), and the series
+    %% made of the structured ones (per topic, other topics, latency).
+    FromStructured = [up, connected, topic_delivered, topic_failed, other_topics_delivered,
+                      other_topics_failed, delivery_latency_ms],
+    ?assertEqual(Scalars -- [dropped], Exported -- FromStructured),
+    {ok, Readme} = file:read_file(filename:join(kafka_bridge_test_lib:project_root(), "README.md")),
+    [_, AfterHeading] = binary:split(Readme, <<"\n## Metrics\n">>),
+    [Section | _] = binary:split(AfterHeading, <<"\n## ">>),
+    Missing = [K || K <- maps:keys(Metrics), nomatch =:= binary:match(Section, <<"`", (atom_to_binary(K))/binary, "`">>)],
+    ?assertEqual([], Missing).
