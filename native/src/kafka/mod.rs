@@ -13,3 +13,5 @@ pub mod producer;
 pub mod renewal;
 pub mod spool_loop;
 pub mod topic_creator;
+#[cfg(test)]
+mod mock_cluster_tests;
