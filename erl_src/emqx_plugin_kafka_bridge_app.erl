@@ -4,6 +4,8 @@
 
 -behaviour(application).
 
+-include("emqx_plugin_kafka_bridge.hrl").
+
 -export([start/2, stop/1, on_config_changed/2, on_health_check/1, on_handle_api_call/4]).
 
 -define(APP, emqx_plugin_kafka_bridge).
@@ -18,7 +20,7 @@ start(_Type, _Args) ->
         {error, Reason} ->
             %% Also drops a registration a crashed earlier instance left.
             emqx_plugin_kafka_bridge_cli:unregister(),
-            logger:error("emqx_plugin_kafka_bridge: cannot start: ~ts", [reason_text(Reason)]),
+            ?LOG(error, #{msg => cannot_start, reason => reason_text(Reason)}),
             {error, Reason}
     end.
 
@@ -74,11 +76,11 @@ note_config_result(ok) ->
 note_config_result({error, Text}) ->
     case emqx_plugin_kafka_bridge_server:running() of
         true ->
-            logger:error("emqx_plugin_kafka_bridge: config update not applied, the last good "
-                         "config keeps running: ~ts", [Text]),
+            ?LOG(error, #{msg => config_update_not_applied, reason => Text,
+                          detail => "the last good config keeps running"}),
             application:set_env(?APP, config_error, Text);
         false ->
-            logger:error("emqx_plugin_kafka_bridge: config update is invalid: ~ts", [Text])
+            ?LOG(error, #{msg => config_update_invalid, reason => Text})
     end.
 
 %% @doc ok when running the last config given, connected to Kafka, with the

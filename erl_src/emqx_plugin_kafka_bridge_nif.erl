@@ -4,6 +4,8 @@
 %% nif_not_loaded, which the callers turn into {error, _}.
 -module(emqx_plugin_kafka_bridge_nif).
 
+-include("emqx_plugin_kafka_bridge.hrl").
+
 -export([start/3, validate/1, reconfigure/2, stop/1,
          emit/5, emit_dirty/5, metrics/1, status/1, noop/1]).
 
@@ -15,7 +17,7 @@ load() ->
         ok ->
             ok;
         {error, Reason} ->
-            logger:error("emqx_plugin_kafka_bridge: cannot load NIF ~s: ~p", [Path, Reason]),
+            ?LOG(error, #{msg => nif_load_failed, path => Path, reason => Reason}),
             ok
     end.
 

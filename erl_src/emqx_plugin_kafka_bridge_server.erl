@@ -5,6 +5,8 @@
 
 -behaviour(gen_server).
 
+-include("emqx_plugin_kafka_bridge.hrl").
+
 -export([start_link/0, reconfigure/1, running/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2, format_status/1]).
 
@@ -33,7 +35,7 @@ init([]) ->
     case emqx_plugin_kafka_bridge_nif:start(Config, node(), self()) of
         {ok, Bridge, HookPoints} ->
             emqx_plugin_kafka_bridge:hook(HookPoints, Bridge),
-            logger:info("emqx_plugin_kafka_bridge: started, hooks ~p", [HookPoints]),
+            ?LOG(info, #{msg => started, hooks => HookPoints}),
             {ok, #{bridge => Bridge, hooks => HookPoints}};
         {error, Reason} ->
             {stop, Reason}
@@ -60,8 +62,13 @@ handle_cast(_Msg, State) ->
     {noreply, State}.
 
 -spec handle_info(term(), map()) -> {noreply, map()} | {stop, term(), map()}.
-handle_info({emqx_plugin_kafka_bridge_log, Level, Text}, State) ->
-    logger:log(Level, "emqx_plugin_kafka_bridge: ~ts", [Text]),
+%% A line from the NIF's threads: `Msg' names what happened (a fixed set).
+handle_info({emqx_plugin_kafka_bridge_log, Level, Msg, Reason, Suppressed}, State) ->
+    Report = #{msg => binary_to_atom(Msg), reason => Reason},
+    ?LOG(Level, case Suppressed of
+                    0 -> Report;
+                    _ -> Report#{suppressed_since_last => Suppressed}
+                end),
     {noreply, State};
 %% The producer thread failed (the NIF has logged why): stop, so that the
 %% supervisor starts the bridge again; terminate/2 counts what was lost.
@@ -87,14 +94,15 @@ terminate(_Reason, #{bridge := Bridge, hooks := HookPoints}) ->
                 %% The spool's files may still hold settled records: only its
                 %% backlog is undelivered.
                 #{spool_backlog_bytes := Bytes} when Bytes > 0 ->
-                    logger:info("emqx_plugin_kafka_bridge: stopped; undelivered events are kept in "
-                                "the spool (~b bytes) and sent after the next start", [Bytes]);
+                    ?LOG(info, #{msg => stopped, spool_backlog_bytes => Bytes,
+                                 detail => "undelivered events are kept in the spool and sent after the next start"});
                 _ ->
-                    logger:info("emqx_plugin_kafka_bridge: stopped, every event delivered")
+                    ?LOG(info, #{msg => stopped, detail => "every event delivered"})
             end;
         {ok, Dropped} ->
-            logger:warning("emqx_plugin_kafka_bridge: stopped with ~b events undelivered "
-                           "after buffer.flush_timeout (counted as dropped_on_stop)", [Dropped]);
+            ?LOG(warning, #{msg => stopped_with_events_undelivered, dropped_on_stop => Dropped,
+                            detail => iolist_to_binary(io_lib:format("~b events undelivered after buffer.flush_timeout",
+                                                                     [Dropped]))});
         {error, Reason} ->
-            logger:error("emqx_plugin_kafka_bridge: stop failed: ~p", [Reason])
+            ?LOG(error, #{msg => stop_failed, reason => Reason})
     end.

@@ -198,6 +198,10 @@ a_topic_per_client_stays_bounded(Config) ->
     #{other_topics := #{failed := OtherFailed}} = M,
     ?assertEqual(N, OtherFailed + lists:sum([F || #{failed := F} <- maps:values(Rows)])),
     ?assert(length(Failures) =< 10),
+    %% Each is a logger report in the plugin's domain with a fixed msg.
+    ?assertNotEqual([], Failures),
+    [?assertMatch({match, _}, re:run(L, "^emqx_plugin_kafka_bridge msg: kafka_delivery_failed, reason: "))
+     || L <- Failures],
     ?assert(byte_size(emqx_plugin_kafka_bridge:metrics_text()) < 64 * 1024).
 
 rss_kb() ->

@@ -352,13 +352,31 @@ capture_logs() ->
     ok = logger:add_handler(kafka_bridge_capture, ?MODULE, #{config => #{pid => self()}}).
 
 %% logger handler callback
-log(#{msg := Msg}, #{config := #{pid := Pid}}) ->
+log(#{msg := Msg} = Event, #{config := #{pid := Pid}}) ->
     Text = case Msg of
                {string, S} -> S;
+               {report, R} when is_map(R) -> report_text(R);
                {report, R} -> io_lib:format("~p", [R]);
                {Format, Args} -> io_lib:format(Format, Args)
            end,
-    Pid ! {captured_log, unicode:characters_to_binary(Text)}.
+    %% The bridge's reports carry its name in their domain, not their text.
+    Domain = maps:get(domain, maps:get(meta, Event, #{}), []),
+    Prefix = case lists:member(emqx_plugin_kafka_bridge, Domain) of
+                 true -> "emqx_plugin_kafka_bridge ";
+                 false -> ""
+             end,
+    Pid ! {captured_log, unicode:characters_to_binary([Prefix, Text])}.
+
+%% A report as logger's text formatter shows it: key: value, text as text.
+report_text(Report) ->
+    lists:join(", ", [[atom_to_list(K), ": ", value_text(V)] || {K, V} <- lists:sort(maps:to_list(Report))]).
+
+value_text(V) when is_binary(V) -> V;
+value_text(V) when is_atom(V) -> atom_to_list(V);
+value_text(V) -> case io_lib:printable_unicode_list(V) of
+                     true -> V;
+                     false -> io_lib:format("~0p", [V])
+                 end.
 
 %% @doc The captured lines that mention the bridge.
 captured_logs() ->

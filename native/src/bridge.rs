@@ -197,7 +197,7 @@ impl Bridge {
                  ({}) and are sent when disk or hybrid mode is on again",
                 old.spool.dir
             );
-            self.shared.logger.limited(crate::log::Level::Warning, "spool-left", &text);
+            self.shared.logger.limited(crate::log::Level::Warning, "spool_left_behind", "", &text);
         }
     }
 

@@ -1,6 +1,9 @@
 //! Log lines from the bridge's own threads, relayed to an Erlang process that
-//! passes them to `logger`. Repeated lines are rate-limited per category, so
-//! a broker outage yields a line every few seconds, never one per message.
+//! passes them to `logger` as a report: a static `msg` (what happened, one
+//! snake_case name per kind of line), the `reason` in words, and how many
+//! like it were `suppressed`. Repeated lines are rate-limited per `msg` (and
+//! a detail where one `msg` covers several kinds), so a broker outage yields
+//! a line every few seconds, never one per message.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,11 +43,12 @@ impl Logger {
         Logger { pid, windows: Mutex::new(HashMap::new()) }
     }
 
-    /// Logs at most once per quiet period for each `category`.
-    pub fn limited(&self, level: Level, category: &str, text: &str) {
+    /// Logs at most once per quiet period for each `msg` and `detail`.
+    pub fn limited(&self, level: Level, msg: &'static str, detail: &str, reason: &str) {
+        let category = if detail.is_empty() { msg.to_string() } else { format!("{msg}:{detail}") };
         let suppressed = {
             let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-            match windows.get_mut(category) {
+            match windows.get_mut(&category) {
                 Some(w) if w.last.elapsed() < QUIET_PERIOD => {
                     w.suppressed += 1;
                     return;
@@ -54,16 +58,12 @@ impl Logger {
                     std::mem::take(&mut w.suppressed)
                 }
                 None => {
-                    windows.insert(category.to_string(), Window { last: Instant::now(), suppressed: 0 });
+                    windows.insert(category, Window { last: Instant::now(), suppressed: 0 });
                     0
                 }
             }
         };
-        if suppressed > 0 {
-            self.log(level, &format!("{text} ({suppressed} similar lines suppressed)"));
-        } else {
-            self.log(level, text);
-        }
+        self.send(level, msg, reason, suppressed);
     }
 
     /// Tells the owning process that the bridge failed and must restart.
@@ -76,7 +76,11 @@ impl Logger {
     }
 
     /// Sends one line; only our own threads may call this (not a scheduler).
-    pub fn log(&self, level: Level, text: &str) {
+    pub fn log(&self, level: Level, msg: &'static str, reason: &str) {
+        self.send(level, msg, reason, 0);
+    }
+
+    fn send(&self, level: Level, msg: &'static str, reason: &str, suppressed: u64) {
         let Some(pid) = self.pid else { return };
         if rustler::thread::is_scheduler_thread() {
             return;
@@ -88,7 +92,7 @@ impl Logger {
                 Level::Warning => warning(),
                 Level::Info => info(),
             };
-            (emqx_plugin_kafka_bridge_log(), level, text).encode(env)
+            (emqx_plugin_kafka_bridge_log(), level, msg, reason, suppressed).encode(env)
         });
     }
 }

@@ -48,12 +48,12 @@ impl Shared {
         }
     }
 
-    /// Counts a record Kafka did not take; logs `text` (at most once per
-    /// `log_key` and interval) and keeps it as the last error.
-    pub fn count_failed(&self, topic: &str, log_key: &str, text: String) {
+    /// Counts a record Kafka did not take; logs `text` as `msg` (at most
+    /// once per `msg`, `error` and interval) and keeps it as the last error.
+    pub fn count_failed(&self, topic: &str, msg: &'static str, error: &str, text: String) {
         inc(&self.metrics.failed);
         self.metrics.topic_outcome(topic, false, 1);
-        self.logger.limited(Level::Error, log_key, &text);
+        self.logger.limited(Level::Error, msg, error, &text);
         self.status.set_error(text);
     }
 

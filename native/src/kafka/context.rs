@@ -125,7 +125,7 @@ impl ClientContext for Context {
             RDKafkaLogLevel::Warning => Level::Warning,
             _ => return,
         };
-        self.shared.logger.limited(level, &format!("librdkafka:{fac}"), &format!("librdkafka {fac}: {message}"));
+        self.shared.logger.limited(level, "librdkafka_log", fac, &format!("librdkafka {fac}: {message}"));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -140,7 +140,7 @@ impl ClientContext for Context {
             }
         }
         let error = describe_connection_error(code, reason);
-        self.shared.logger.limited(Level::Warning, "kafka-error", &format!("Kafka connection problem: {}", error.text));
+        self.shared.logger.limited(Level::Warning, "kafka_connection_problem", "", &format!("Kafka connection problem: {}", error.text));
         status.set(error);
     }
 
@@ -276,7 +276,7 @@ impl Context {
     fn failed(&self, topic: &str, error: &KafkaError) {
         let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
         // Rate-limited per error, not per topic (see kafka::handoff::refused).
-        self.shared.count_failed(topic, &format!("delivery:{error}"), text);
+        self.shared.count_failed(topic, "kafka_delivery_failed", &error.to_string(), text);
     }
 
     /// Queues a purged record for the next producer.

@@ -225,7 +225,7 @@ fn refused(shared: &Shared, topic: &str, error: &str) {
     let text = format!("Kafka refused a record for topic {topic:?}: {error}");
     // Rate-limited per error, not per topic: a topic per client would
     // make a log line, and a limiter entry, per topic.
-    shared.count_failed(topic, &format!("refused:{error}"), text);
+    shared.count_failed(topic, "kafka_record_refused", error, text);
 }
 
 /// A librdkafka header list with copies of `headers`.

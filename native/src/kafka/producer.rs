@@ -128,6 +128,6 @@ fn report_failure(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
     let text = format!("kafka bridge: the Kafka producer thread failed ({why}); restarting the bridge");
     shared.status.state.store(ConnectionState::Failed);
     shared.status.set_error(text.clone());
-    shared.logger.log(Level::Error, &text);
+    shared.logger.log(Level::Error, "kafka_producer_thread_failed", &text);
     shared.logger.report_failure(&text);
 }

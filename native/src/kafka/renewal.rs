@@ -78,7 +78,7 @@ impl Renewal {
         if self.draining.len() < before {
             crate::fast::libc_malloc::trim();
             let text = format!("kafka bridge: replaced a Kafka producer that had used more than {MAX_TOPICS} topics");
-            shared.logger.limited(Level::Info, "producer-renewed", &text);
+            shared.logger.limited(Level::Info, "kafka_producer_renewed", "", &text);
         }
     }
 

@@ -127,7 +127,7 @@ pub fn run(
     let shared = spool.shared().clone();
     let rx = shared.queue.receiver().clone();
     if let Some(note) = &spool.replay_note {
-        shared.logger.limited(Level::Info, "spool-replay", &format!("kafka bridge: {note}"));
+        shared.logger.limited(Level::Info, "spool_replay", "", &format!("kafka bridge: {note}"));
     }
     let spilling = options.spill_after.is_none() || !spool.caught_up();
     let mut thread = SpoolThread {
@@ -217,7 +217,7 @@ impl SpoolThread {
     fn start_spilling(&mut self, why: &str) {
         self.spilling = true;
         let text = format!("kafka bridge: spilling events to disk: {why}");
-        self.shared.logger.limited(Level::Warning, "spool-spill", &text);
+        self.shared.logger.limited(Level::Warning, "spool_spill", "", &text);
     }
 
     fn track_reachability(&mut self) {
@@ -262,14 +262,14 @@ impl SpoolThread {
 
     fn log_full(&self) {
         let text = "kafka bridge: the spool is full (buffer.max_disk_bytes); dropping events per buffer.overflow";
-        self.shared.logger.limited(Level::Error, "spool-full", text);
+        self.shared.logger.limited(Level::Error, "spool_full", "", text);
         self.shared.status.set_error(text.to_string());
     }
 
     fn write_failed(&self, error: &std::io::Error, lost: u64) {
         self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
         let text = format!("kafka bridge: cannot write to the spool: {error}");
-        self.shared.logger.limited(Level::Error, "spool-write", &text);
+        self.shared.logger.limited(Level::Error, "spool_write_failed", "", &text);
         self.shared.status.set_error(text);
     }
 

@@ -49,12 +49,12 @@ impl TopicCreator {
                 match outcome {
                     Outcome::Done => {}
                     Outcome::Retry(text) => {
-                        shared.logger.limited(Level::Warning, "create-topics", &text);
+                        shared.logger.limited(Level::Warning, "kafka_topic_creation_retrying", "", &text);
                         shared.status.set_error(text);
                         pending.push(name);
                     }
                     Outcome::GivenUp(text) => {
-                        shared.logger.log(Level::Error, &text);
+                        shared.logger.log(Level::Error, "kafka_topic_creation_failed", &text);
                         shared.status.set_error(text);
                     }
                 }

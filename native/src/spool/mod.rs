@@ -321,7 +321,7 @@ impl Spool {
         active.sealed_count = Some(count);
         if let Err(error) = write_counter_file(&sealed_path(self.dir.path(), active.id), &[count], self.config.fsync != Fsync::Never) {
             let text = format!("kafka bridge: cannot record a spool segment's record count: {error}");
-            self.shared.logger.limited(Level::Warning, "spool-seal", &text);
+            self.shared.logger.limited(Level::Warning, "spool_seal_failed", "", &text);
         }
     }
 
@@ -412,7 +412,7 @@ impl Spool {
         };
         let path = segment_path(self.dir.path(), segment.id);
         let text = format!("kafka bridge: record {record_index} of spool segment {} is damaged: {what}", path.display());
-        self.shared.logger.log(Level::Error, &text);
+        self.shared.logger.log(Level::Error, "spool_segment_damaged", &text);
     }
 
     /// The next record from memory, when it is the one the cursor is at
@@ -465,7 +465,7 @@ impl Spool {
                 let lost = segment.sealed_count.map_or(1, |count| count.saturating_sub(index).max(1));
                 self.shared.metrics.spool_corrupt_records.fetch_add(lost, Relaxed);
                 let text = format!("kafka bridge: cannot read spool segment {id} ({lost} records lost): {error}");
-                self.shared.logger.log(Level::Error, &text);
+                self.shared.logger.log(Level::Error, "spool_segment_unreadable", &text);
                 false
             }
         }
@@ -498,7 +498,7 @@ impl Spool {
                 segment.commit_dirty = false;
                 if let Err(error) = write_committed(self.dir.path(), segment.id, segment.committed, sync) {
                     let text = format!("kafka bridge: cannot record delivered spool records: {error}");
-                    self.shared.logger.limited(Level::Warning, "spool-commit", &text);
+                    self.shared.logger.limited(Level::Warning, "spool_commit_failed", "", &text);
                 }
             }
         }
@@ -552,7 +552,7 @@ impl Spool {
     pub fn close(&mut self) {
         if let Err(error) = self.flush(true) {
             let text = format!("kafka bridge: spool write failed on stop: {error}");
-            self.shared.logger.limited(Level::Error, "spool-write", &text);
+            self.shared.logger.limited(Level::Error, "spool_write_failed", "", &text);
         }
         self.maintain(true);
         // An empty segment is just noise for the next run.
