@@ -32,11 +32,21 @@ start_broker(Dir, Storage, Port) ->
 
 %% @doc Restarts Broker with Options: `advertised_port' (clients are sent
 %% there, e.g. to a TLS front) and `authentication' (SCRAM required).
-relaunch(Broker, Options) ->
+relaunch(Broker = #{os_pid := OldPid}, Options) ->
     stop_broker(Broker),
+    %% tansu closes its port before it has let go of its storage: the new
+    %% one starts once the old one has exited.
+    ok = wait_until(fun() -> not os_process_running(OldPid) end, 10000),
     ok = wait_until(fun() -> not port_open(maps:get(port, Broker)) end, 10000),
     Next = maps:merge(Broker, Options),
     Next#{os_pid => launch(Next)}.
+
+%% Exited processes of ours stay zombies (nobody reaps them here).
+os_process_running(OsPid) ->
+    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
+        {ok, Stat} -> nomatch =:= binary:match(Stat, <<") Z ">>);
+        {error, _} -> false
+    end.
 
 launch(Broker = #{port := Port, dir := Dir, storage := Storage}) ->
     Url = "tcp://127.0.0.1:" ++ integer_to_list(Port),
@@ -47,8 +57,16 @@ launch(Broker = #{port := Port, dir := Dir, storage := Storage}) ->
                         "--storage-engine '~s'~s >>'~s' 2>&1 & echo $!",
                         [Dir, tansu(), Url, Advertised, Storage, Auth, Log]),
     OsPid = spawn_os_process(Cmd),
-    ok = wait_until(fun() -> port_open(Port) end, 15000),
-    OsPid.
+    case wait_until(fun() -> port_open(Port) end, 15000) of
+        ok ->
+            OsPid;
+        timeout ->
+            %% Say why in the test log before failing.
+            {ok, Out} = file:read_file(Log),
+            ct:log("tansu on port ~b did not open it (process running: ~p); its log:~n~s",
+                   [Port, os_process_running(OsPid), Out]),
+            error({broker_not_listening, Port})
+    end.
 
 %% @doc Runs Cmd (which must end in `& echo $!') and remembers its OS pid
 %% VM-wide, for stop_all_brokers/0: test cases run in processes that do
