@@ -234,3 +234,58 @@ impl<'a> Event<'a> {
 pub fn field_text<'a>(map: Term<'a>, key: rustler::Atom) -> Option<std::borrow::Cow<'a, str>> {
     terms::map_get(map, key).and_then(terms::text)
 }
+
+/// `EventKind` is the list of events; the Erlang callbacks, the NIF's hook
+/// atoms and README's event table must name exactly the same ones. (The
+/// config files and the form are checked in `config::shipped_files` and
+/// test/config_schema_test.py.)
+#[cfg(test)]
+mod every_place_names_the_same_events {
+    use super::EventKind;
+    use std::collections::BTreeSet;
+
+    fn hook_points() -> BTreeSet<String> {
+        EventKind::ALL.iter().map(|k| k.hook_point().to_string()).collect()
+    }
+
+    /// The texts between `open` and the next `close` on each line of `text`
+    /// that starts with `prefix`.
+    fn quoted(text: &str, prefix: &str, open: &str, close: char) -> BTreeSet<String> {
+        text.lines()
+            .filter_map(|line| line.trim_start().strip_prefix(prefix))
+            .filter_map(|rest| rest.split_once(open).and_then(|(_, r)| r.split(close).next()).map(String::from))
+            .collect()
+    }
+
+    #[test]
+    fn erlang_callbacks() {
+        let erl = std::fs::read_to_string("../erl_src/emqx_plugin_kafka_bridge.erl").unwrap();
+        assert_eq!(quoted(&erl, "callback(", "'", '\''), hook_points());
+    }
+
+    #[test]
+    fn nif_hook_atoms() {
+        let lib = std::fs::read_to_string("src/lib.rs").unwrap();
+        let atoms: BTreeSet<String> =
+            lib.lines().filter(|l| l.contains(" = \"") && l.trim_end().ends_with("\",")).filter_map(|l| l.split('"').nth(1)).map(String::from).collect();
+        assert_eq!(atoms, hook_points());
+    }
+
+    #[test]
+    fn readme_event_table() {
+        let readme = std::fs::read_to_string("../README.md").unwrap();
+        let rows: BTreeSet<(String, String)> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `") && l.matches('`').count() >= 4)
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let hook = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
+                hook.contains('.').then(|| (cells[1].trim_matches('`').to_string(), hook.to_string()))
+            })
+            .filter(|(_, hook)| ["client.", "session.", "message."].iter().any(|p| hook.starts_with(p)))
+            .collect();
+        let expected: BTreeSet<(String, String)> =
+            EventKind::ALL.iter().map(|k| (k.config_name().to_string(), k.hook_point().to_string())).collect();
+        assert_eq!(rows, expected);
+    }
+}
