@@ -1,7 +1,9 @@
-# `make`       installs missing Debian packages, builds the NIF, the Erlang
-#              app, the test tool and the plugin tarball, and checks the .so.
+# `make`       installs missing Debian packages and the portable toolchain,
+#              builds the NIF for x86_64 and aarch64 (glibc 2.17), the Erlang
+#              app, the test tool and the plugin tarball, and checks each .so.
 # `make test`  also installs tansu and the schema test's Python packages if
-#              missing, then runs cargo test, the schema test, xref, dialyzer
+#              missing, then runs cargo test, the .so check's own test, the
+#              schema test, xref, dialyzer
 #              and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
 
@@ -11,12 +13,17 @@ export PROJECT_ROOT := $(CURDIR)
 
 DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer rebar3 cmake perl stunnel4 openssl python3-venv
 TANSU_VERSION := 0.6.0
-NIF := priv/libkafka_bridge_nif.so
+# Portable builds (scripts/portable_cargo.sh): zig from PyPI drives
+# cargo-zigbuild from crates.io, for both architectures the tarball carries.
+ZIGENV := _build/zig
+ZIG_VERSION := 0.17.1
+CARGO_ZIGBUILD_VERSION := 0.24.1
+RUST_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 # test/config_schema_test.py checks the Avro schema as EMQX's erlavro does.
 PYENV := _build/pyenv
 PY_PACKAGES := fastavro==1.9.7 pyhocon==0.3.61 pyparsing==3.3.3
 
-.PHONY: all deps build check tarball tansu pyenv test bench clean
+.PHONY: all deps toolchain build check tarball tansu pyenv test bench clean
 
 all: build check tarball
 
@@ -27,16 +34,25 @@ deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
-build: deps
-	rebar3 compile
-	cargo build --release --locked -p kafka_tool
+toolchain:
+	@$(ZIGENV)/bin/zig version 2>/dev/null | grep -qx $(ZIG_VERSION) || \
+	  { python3 -m venv $(ZIGENV) && $(ZIGENV)/bin/pip install -q ziglang==$(ZIG_VERSION) && \
+	    ln -sf "$$($(ZIGENV)/bin/python -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__))')/zig" $(ZIGENV)/bin/zig; }
+	@cargo-zigbuild --version 2>/dev/null | grep -q $(CARGO_ZIGBUILD_VERSION) || \
+	  cargo install cargo-zigbuild --version $(CARGO_ZIGBUILD_VERSION) --locked
+	@for t in $(RUST_TARGETS); do \
+	  rustup target list --installed | grep -qx $$t || rustup target add $$t; \
+	done
 
-# The NIF must load inside EMQX's Docker image: glibc only, and never unloaded.
+# rebar3 compile runs scripts/build_nif.sh. The test tool is built the same
+# portable way, so that one librdkafka build serves both.
+build: deps toolchain
+	rebar3 compile
+	scripts/portable_cargo.sh x86_64 build -p kafka_tool
+
+# Each .so must load on every EMQX host of its architecture (see the script).
 check: build
-	@deps=$$(ldd $(NIF) | awk '{print $$1}' | grep -vE '^(linux-vdso|/lib64/ld-linux-x86-64|libc|libm|libgcc_s|libpthread|libdl|librt)\.so' || true); \
-	if [ -n "$$deps" ]; then echo "unexpected shared libraries in $(NIF): $$deps"; exit 1; fi
-	@readelf -d $(NIF) | grep -q NODELETE || { echo "$(NIF) lacks -z nodelete"; exit 1; }
-	@echo "check: $(NIF) links only the C runtime and is marked NODELETE"
+	scripts/check_nif.sh
 
 tarball: build
 	./scripts/plugin_tarball.sh
@@ -50,7 +66,8 @@ pyenv:
 	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q $(PY_PACKAGES); }
 
 test: all tansu pyenv
-	cargo test --release --locked -p kafka_bridge_nif
+	scripts/portable_cargo.sh x86_64 test -p kafka_bridge_nif
+	test/check_nif_test.sh
 	$(PYENV)/bin/python test/config_schema_test.py
 	rebar3 xref
 	rebar3 dialyzer
@@ -60,4 +77,4 @@ bench: all tansu
 	./bench/run.sh
 
 clean:
-	rm -rf _build target $(NIF)
+	rm -rf _build target priv/x86_64 priv/aarch64

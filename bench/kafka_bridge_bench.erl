@@ -224,7 +224,7 @@ sample_values(Dir, Msg) ->
 raw_rate(Broker, ValuesFile, N) ->
     Topic = unique(<<"raw">>),
     ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
-    Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
+    Tool = kafka_bridge_test_lib:kafka_tool(),
     Cmd = lists:flatten(io_lib:format("'~s' produce-raw ~s '~s' '~s' ~b ~s",
                                       [Tool, kafka_bridge_test_lib:bootstrap(Broker), Topic, ValuesFile, N,
                                        string:join(?PROPS, " ")])),

@@ -1,25 +1,61 @@
 %% @doc Loads the Rust NIF (native/) and declares its functions.
 %% The NIF is loaded when the module is loaded, which inside EMQX happens at
-%% plugin install time. A failed load is logged and every call then raises
-%% nif_not_loaded, which the callers turn into {error, _}.
+%% plugin install time. The tarball carries one .so per architecture, in
+%% priv/ARCH/; the one for the running VM is loaded. A failed load is logged
+%% and every call then raises {nif_not_loaded, Reason}, which the callers
+%% turn into {error, _}: `plugins start` then says why (for example which
+%% architecture has no .so).
 -module(emqx_plugin_kafka_bridge_nif).
 
 -include("emqx_plugin_kafka_bridge.hrl").
 
 -export([start/3, validate/1, reconfigure/2, stop/1,
          emit/5, emit_dirty/5, metrics/1, status/1, noop/1]).
+-export([library_path/3]).
 
 -on_load(load/0).
 
+-define(LIBRARY, "libkafka_bridge_nif").
+-define(LOAD_ERROR_KEY, {?MODULE, load_error}).
+
 load() ->
-    Path = filename:join(priv_dir(), "libkafka_bridge_nif"),
-    case erlang:load_nif(Path, 0) of
+    Result = case library_path(priv_dir(), erlang:system_info(system_architecture), os:type()) of
+                 {ok, Path} -> load_library(Path);
+                 {error, _} = Error -> Error
+             end,
+    case Result of
         ok ->
+            persistent_term:erase(?LOAD_ERROR_KEY),
             ok;
         {error, Reason} ->
-            ?LOG(error, #{msg => nif_load_failed, path => Path, reason => Reason}),
+            persistent_term:put(?LOAD_ERROR_KEY, Reason),
+            ?LOG(error, #{msg => nif_load_failed, reason => Reason}),
             ok
     end.
+
+load_library(Path) ->
+    case erlang:load_nif(Path, 0) of
+        ok -> ok;
+        {error, Reason} -> {error, {Path, Reason}}
+    end.
+
+%% @doc The .so for a VM (its system_architecture and os:type()), without the
+%% extension, as erlang:load_nif/2 takes it; or why there is none.
+-spec library_path(file:filename(), string(), {atom(), atom()}) ->
+          {ok, file:filename()} | {error, term()}.
+library_path(PrivDir, SystemArchitecture, {unix, linux}) ->
+    [Arch | _] = string:split(SystemArchitecture, "-"),
+    Path = filename:join([PrivDir, Arch, ?LIBRARY]),
+    case filelib:is_regular(Path ++ ".so") of
+        true ->
+            {ok, Path};
+        false ->
+            Built = lists:sort([filename:basename(filename:dirname(F))
+                                || F <- filelib:wildcard(filename:join([PrivDir, "*", ?LIBRARY ++ ".so"]))]),
+            {error, {no_nif_for_architecture, list_to_binary(Arch), [list_to_binary(A) || A <- Built]}}
+    end;
+library_path(_PrivDir, SystemArchitecture, OsType) ->
+    {error, {linux_only, OsType, list_to_binary(SystemArchitecture)}}.
 
 priv_dir() ->
     case code:priv_dir(emqx_plugin_kafka_bridge) of
@@ -30,7 +66,7 @@ priv_dir() ->
             Dir
     end.
 
--define(NOT_LOADED, erlang:nif_error({nif_not_loaded, ?MODULE})).
+-define(NOT_LOADED, erlang:nif_error({nif_not_loaded, persistent_term:get(?LOAD_ERROR_KEY, ?MODULE)})).
 
 -spec start(map(), atom(), pid()) -> {ok, reference(), [atom()]} | {error, term()}.
 start(_Config, _Node, _LogPid) -> ?NOT_LOADED.

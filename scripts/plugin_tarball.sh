@@ -14,7 +14,7 @@ git_ref=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
 rebar3 release >/dev/null
 app_dir=_build/default/rel/$name/lib/$name-$vsn
-for f in ebin/$name.app priv/libkafka_bridge_nif.so priv/config.hocon priv/config_schema.avsc priv/config_i18n.json; do
+for f in ebin/$name.app priv/x86_64/libkafka_bridge_nif.so priv/aarch64/libkafka_bridge_nif.so priv/config.hocon priv/config_schema.avsc priv/config_i18n.json; do
   [ -e "$app_dir/$f" ] || { echo "missing $app_dir/$f" >&2; exit 1; }
 done
 

@@ -13,7 +13,8 @@
 -define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
 
 all() ->
-    [tarball_layout_and_release_json, app_starts_from_unpacked_tarball, config_from_emqx_5_8,
+    [tarball_layout_and_release_json, one_nif_per_architecture, no_nif_for_the_host_architecture,
+     app_starts_from_unpacked_tarball, config_from_emqx_5_8,
      config_from_emqx_5_9, config_source_failure_is_an_error,
      config_file_from_env_var, config_changes_are_validated, unappliable_config_keeps_last_good,
      buffer_changes_apply_live, hot_reload_routes_loses_nothing,
@@ -53,7 +54,7 @@ publish_config(Config, Topic, Overrides) ->
                                    Overrides)).
 
 json_file(Path) ->
-    Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
+    Tool = kafka_bridge_test_lib:kafka_tool(),
     Out = Path ++ ".term",
     "" = os:cmd(Tool ++ " json-term '" ++ Path ++ "' '" ++ Out ++ "' 2>&1"),
     {ok, Bin} = file:read_file(Out),
@@ -80,7 +81,9 @@ tarball_layout_and_release_json(Config) ->
     App = filename:join(Top, "emqx_plugin_kafka_bridge-0.1.0"),
     ?assertEqual({ok, ["ebin", "priv"]}, sort(file:list_dir(App))),
     {ok, Priv} = file:list_dir(filename:join(App, "priv")),
-    ?assertEqual(["config.hocon", "config_i18n.json", "config_schema.avsc", "libkafka_bridge_nif.so"], lists:sort(Priv)),
+    ?assertEqual(["aarch64", "config.hocon", "config_i18n.json", "config_schema.avsc", "x86_64"], lists:sort(Priv)),
+    [?assertEqual({ok, ["libkafka_bridge_nif.so"]}, file:list_dir(filename:join([App, "priv", Arch])))
+     || Arch <- ["aarch64", "x86_64"]],
     {ok, Ebin} = file:list_dir(filename:join(App, "ebin")),
     ?assert(lists:member("emqx_plugin_kafka_bridge.app", Ebin)),
     ?assert(lists:member("emqx_plugin_kafka_bridge_app.beam", Ebin)),
@@ -101,6 +104,50 @@ sort({ok, L}) -> {ok, lists:sort(L)}.
 
 %% A fresh VM whose code path has only OTP, the unpacked package and the
 %% test stand-ins: the NIF loads from the package and events reach Kafka.
+%% The loader picks priv/ARCH/ from the VM's system_architecture (as
+%% EMQX's Linux packages report it) and names what is missing.
+one_nif_per_architecture(Config) ->
+    {_, Dir} = unpack_tarball(Config),
+    Priv = filename:join([Dir, ?NAME_VSN, ?NAME_VSN, "priv"]),
+    Path = fun(SystemArchitecture, Os) ->
+                   emqx_plugin_kafka_bridge_nif:library_path(Priv, SystemArchitecture, Os)
+           end,
+    ?assertEqual({ok, filename:join([Priv, "x86_64", "libkafka_bridge_nif"])},
+                 Path("x86_64-pc-linux-gnu", {unix, linux})),
+    ?assertEqual({ok, filename:join([Priv, "aarch64", "libkafka_bridge_nif"])},
+                 Path("aarch64-unknown-linux-gnu", {unix, linux})),
+    ?assertEqual({error, {no_nif_for_architecture, <<"riscv64">>, [<<"aarch64">>, <<"x86_64">>]}},
+                 Path("riscv64-unknown-linux-gnu", {unix, linux})),
+    ?assertEqual({error, {linux_only, {unix, darwin}, <<"aarch64-apple-darwin23.4.0">>}},
+                 Path("aarch64-apple-darwin23.4.0", {unix, darwin})),
+    %% This VM loaded the portable x86_64 build the tarball ships.
+    ?assertMatch("x86_64-" ++ _, erlang:system_info(system_architecture)),
+    ?assertEqual(ok, emqx_plugin_kafka_bridge_nif:noop(x)).
+
+%% A package without a .so for this host: `plugins start' fails and says
+%% which architecture is missing and which the package has.
+no_nif_for_the_host_architecture(Config) ->
+    {Tarball, Dir} = unpack_tarball(Config),
+    Install = filename:join(Dir, "install"),
+    App = filename:join([Dir, ?NAME_VSN, ?NAME_VSN]),
+    ok = file:del_dir_r(filename:join([App, "priv", "x86_64"])),
+    ok = filelib:ensure_dir(filename:join(Install, "x")),
+    ok = erl_tar:create(filename:join(Install, filename:basename(Tarball)),
+                        [{?NAME_VSN, filename:join(Dir, ?NAME_VSN)}], [compressed]),
+    TestEbin = filename:dirname(code:which(emqx_plugins)),
+    {ok, Peer, _} = peer:start(#{connection => standard_io, args => ["-pa", TestEbin]}),
+    try
+        ok = peer:call(Peer, emqx_plugins, set_dirs, [Install, filename:join(Dir, "data")]),
+        true = peer:call(Peer, os, putenv, ["PROJECT_ROOT", kafka_bridge_test_lib:project_root()]),
+        ok = peer:call(Peer, emqx_plugins, ensure_installed, [?NAME_VSN]),
+        {error, #{reason := Reason}} = peer:call(Peer, emqx_plugins, ensure_started, [?NAME_VSN], 60000),
+        ct:log("start without an x86_64 .so: ~p", [Reason]),
+        Text = lists:flatten(io_lib:format("~p", [Reason])),
+        ?assertNotEqual(nomatch, string:find(Text, "{no_nif_for_architecture,<<\"x86_64\">>,[<<\"aarch64\">>]}"))
+    after
+        peer:stop(Peer)
+    end.
+
 app_starts_from_unpacked_tarball(Config) ->
     {_, Dir} = unpack_tarball(Config),
     Ebin = filename:join([Dir, ?NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0", "ebin"]),

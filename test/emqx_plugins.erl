@@ -336,7 +336,7 @@ put_state(NameVsn, Enabled) ->
 
 %% EMQX reads config.hocon with its hocon app; here kafka_tool parses it.
 hocon_file(Path) ->
-    Tool = filename:join([kafka_bridge_test_lib:project_root(), "target", "release", "kafka_tool"]),
+    Tool = kafka_bridge_test_lib:kafka_tool(),
     Out = Path ++ ".term",
     "" = os:cmd(Tool ++ " hocon-term '" ++ Path ++ "' '" ++ Out ++ "' 2>&1"),
     {ok, Bin} = file:read_file(Out),

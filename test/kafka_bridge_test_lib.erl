@@ -8,7 +8,7 @@
          bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, consume/5, values/1, ids/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
-         message/3, message/4, client_info/1, conn_info/1, project_root/0, unique/1,
+         message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1,
          thread_count/0, producer_threads/0, producer_threads/1, publish_range/3]).
 
 -define(APP, emqx_plugin_kafka_bridge).
@@ -234,8 +234,9 @@ values(Records) ->
 ids(Records) ->
     [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
 
+%% @doc The test tool (tools/kafka_tool), built like the NIF by `make'.
 kafka_tool() ->
-    filename:join([project_root(), "target", "release", "kafka_tool"]).
+    filename:join([project_root(), "target", "x86_64-unknown-linux-gnu", "release", "kafka_tool"]).
 
 project_root() ->
     case os:getenv("PROJECT_ROOT") of
