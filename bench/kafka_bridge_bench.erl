@@ -3,21 +3,27 @@
 %% 1. Hook cost: ns per message.publish callback in a tight loop, median of
 %%    5 runs, beside an Erlang `!' of the same record and an empty NIF call.
 %% 2. End to end: events/s from hook calls until every delivery report is
-%%    in, beside a raw rdkafka producer (kafka_tool produce-raw) sending the
-%%    same encoded bytes with the same librdkafka properties to the same
-%%    broker; the same with buffer.mode = disk (fsync every_batch); and the
-%%    hook driven from 8 processes at once.
+%%    in, beside a raw librdkafka producer (kafka_tool produce-raw) handing
+%%    the same encoded bytes over with rd_kafka_produce_batch, 1024 at a
+%%    time, with the same properties, to the same broker; the same with
+%%    buffer.mode = disk (fsync every_batch); and the hook driven from 8
+%%    processes at once.
 %%    Also end to end over SASL_SSL (SCRAM-SHA-512, stunnel in front of
 %%    tansu) with zstd beside plaintext with lz4, both tansu on sqlite.
 %% 3. Scheduler safety: long_schedule (> 1 ms) reports while 1 MB events
 %%    are bridged.
 %% 4. Memory: the VM's peak RSS with 1M events offered while the broker is
 %%    down, against buffer.max_bytes.
+%% 5. CPU at paced rates (kafka_bridge_paced.erl, a VM of its own): what the bridge costs per event
+%%    at 10 000, 50 000 and 200 000 events/s, against an empty NIF and an
+%%    Erlang `!' paced the same way, and what it costs idle.
 %%
 %% Each measurement uses a fresh tansu (memory://) on a loopback port.
 -module(kafka_bridge_bench).
 
 -export([main/0]).
+%% For kafka_bridge_paced.
+-export([out/2, median/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0]).
 
 -import(kafka_bridge_test_lib, [message/4, unique/1]).
 
@@ -137,7 +143,7 @@ end_to_end(Dir, Size) ->
     {Bridge, Disk, Raw} = lists:unzip3(Runs),
     {B, D, R} = {median(Bridge), median(Disk), median(Raw)},
     out("end to end, ~b B payload, ~b events x ~b runs: bridge ~.1f events/s (runs ~w); "
-        "raw rdkafka ~.1f msg/s (runs ~w); bridge/raw ~.2f",
+        "raw librdkafka, rd_kafka_produce_batch x 1024 ~.1f msg/s (runs ~w); bridge/raw ~.2f",
         [Size, N, ?E2E_RUNS, B, [round(X) || X <- Bridge], R, [round(X) || X <- Raw], B / R]),
     out("end to end, ~b B payload, buffer.mode = disk, fsync = every_batch (ext4 spool): ~.1f events/s "
         "(runs ~w); disk/memory ~.2f",

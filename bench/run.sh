@@ -11,16 +11,22 @@ trap 'pkill -f "tansu broker.*--storage-engine" -P $$ 2>/dev/null || true; pkill
 
 mkdir -p "$BENCH_DIR/ebin"
 erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/emqx_plugins.erl test/emqx_ctl.erl test/kafka_bridge_test_lib.erl \
-  bench/kafka_bridge_bench.erl
+  bench/kafka_bridge_bench.erl bench/kafka_bridge_paced.erl
 out="$BENCH_DIR/figures.md"
 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
     -kernel logger_level emergency -eval 'kafka_bridge_bench:main()' | tee "$out"
+# CPU per event at paced rates, in a VM whose schedulers sleep when idle
+# instead of spinning: the spinning would be counted as the events' cost.
+erl -noshell +S 2 +sbwt none +sbwtdcpu none +sbwtdio none \
+    -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
+    -kernel logger_level emergency -eval 'kafka_bridge_paced:main()' | tee -a "$out"
 
 {
   echo "# Benchmarks"
   echo
-  echo "Produced by \`make bench\` (bench/run.sh, bench/kafka_bridge_bench.erl) on $(date -u +%Y-%m-%d)."
+  echo "Produced by \`make bench\` (bench/run.sh, bench/kafka_bridge_bench.erl, bench/kafka_bridge_paced.erl) on $(date -u +%Y-%m-%d) at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
   echo "Medians of repeated runs on the same machine in the same run; tansu memory:// on loopback (sqlite:// where a line says so)."
+  echo "Generated: notes on these figures are in bench/NOTES.md."
   echo
   cat "$out"
 } > BENCHMARKS.md

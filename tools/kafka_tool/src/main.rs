@@ -17,21 +17,20 @@
 //!   the same for a HOCON file (config.hocon), for the EMQX stand-in.
 //!
 //! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
-//!   the benchmark's baseline: sends COUNT records whose values are the
-//!   lines of FILE (cycled), keyed like the bridge, with the given librdkafka
-//!   properties, and prints `{raw, Count, Microseconds}.` once every
-//!   delivery report is in.
+//!   the benchmark's baseline (raw_batch.rs): sends COUNT records whose
+//!   values are the lines of FILE (cycled), keyed like the bridge, with the
+//!   given librdkafka properties, and prints `{raw, Count, Microseconds}.`
+//!   once every delivery report is in.
 
 mod etf;
+mod raw_batch;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 fn main() {
@@ -170,30 +169,9 @@ fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[Stri
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     set_properties(&mut config, props)?;
-    let producer: BaseProducer = config.create().map_err(|e| e.to_string())?;
     let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
-    let started = Instant::now();
-    for i in 0..count as usize {
-        let value = values[i % values.len()];
-        let key = &keys[i % keys.len()];
-        let mut record = BaseRecord::to(topic).payload(value).key(key.as_str());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.to_string()),
-            }
-        }
-        if i % 1024 == 0 {
-            producer.poll(Duration::ZERO);
-        }
-    }
-    producer.flush(Duration::from_secs(120)).map_err(|e| e.to_string())?;
-    let micros = started.elapsed().as_micros();
-    println!("{{raw,{count},{micros}}}.");
+    let elapsed = raw_batch::produce(&config, topic, &values, &keys, count as usize)?;
+    println!("{{raw,{count},{}}}.", elapsed.as_micros());
     std::io::stdout().flush().ok();
     Ok(())
 }

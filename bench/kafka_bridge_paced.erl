@@ -1,0 +1,201 @@
+%% @doc make bench, part 5: CPU per event at the rates brokers really run.
+%%
+%% 8 processes call a function at a fixed total rate for ?SECONDS. Before
+%% each call a process copies 32 KB of its own 256 KB of unrelated data, so
+%% that the call meets caches that other work has just used, as EMQX's own
+%% per-message work leaves them. The function is the message.publish hook
+%% (bridge running), an empty NIF or an Erlang `!' to a sink (bridge not
+%% started). CPU is read per thread of this VM from
+%% /proc/self/task/*/schedstat (nanoseconds on CPU), from just before the
+%% first call until the bridge reports every event delivered, and grouped by
+%% thread name: the schedulers that run the callers, dirty schedulers, the
+%% bridge's own threads, librdkafka's threads, and the rest of the VM.
+%% What the bridge adds per event is the hook run minus the empty-NIF run.
+-module(kafka_bridge_paced).
+
+-export([main/0, run/1]).
+
+-import(kafka_bridge_bench, [out/2, median/1]).
+
+-define(RATES, [10000, 50000, 200000]).
+-define(PROCS, 8).
+-define(SECONDS, 5).
+-define(ROUNDS, 3).
+-define(JUNK_BYTES, (256 * 1024)).
+-define(COPY_BYTES, (32 * 1024)).
+-define(KINDS, [scheduler, dirty, bridge, librdkafka, other]).
+
+main() ->
+    run(os:getenv("BENCH_DIR")),
+    halt(0).
+
+run(Dir) ->
+    Msg = kafka_bridge_test_lib:message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>,
+                                        kafka_bridge_bench:payload(100), #{}),
+    kafka_bridge_bench:with_broker(
+      Dir, fun(Broker) ->
+                   Topic = kafka_bridge_test_lib:unique(<<"paced">>),
+                   ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                   Rounds = [[{Rate, one_rate(Broker, Topic, Msg, Rate)} || Rate <- ?RATES]
+                             || _ <- lists:seq(1, ?ROUNDS)],
+                   Idle = [idle(Broker, Topic) || _ <- lists:seq(1, ?ROUNDS)],
+                   report(Rounds, Idle)
+           end).
+
+%% One round at one rate: the three loops, interleaved.
+one_rate(Broker, Topic, Msg, Rate) ->
+    Sink = spawn(fun kafka_bridge_bench:sink/0),
+    Send = paced(fun() -> Sink ! Msg, ok end, Rate),
+    exit(Sink, kill),
+    Nif = paced(fun() -> emqx_plugin_kafka_bridge_nif:noop(Msg) end, Rate),
+    Bridge = kafka_bridge_bench:start_bridge(Broker, Topic, kafka_bridge_bench:big_buffer()),
+    wait_connected(),
+    Hook = paced(fun() -> {ok, _} = emqx_plugin_kafka_bridge:on_message_publish(Msg, Bridge), ok end, Rate,
+                 fun(Events) -> #{dropped := 0} = kafka_bridge_bench:wait_delivered(Events) end),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    #{send => Send, nif => Nif, hook => Hook}.
+
+wait_connected() ->
+    ok = kafka_bridge_test_lib:wait_until(
+           fun() -> maps:get(state, emqx_plugin_kafka_bridge:status()) =:= connected end, 10000),
+    timer:sleep(1000).
+
+%% The bridge connected and given nothing to do.
+idle(Broker, Topic) ->
+    _ = kafka_bridge_bench:start_bridge(Broker, Topic, kafka_bridge_bench:big_buffer()),
+    wait_connected(),
+    Before = thread_cpu(),
+    T0 = erlang:monotonic_time(nanosecond),
+    timer:sleep(?SECONDS * 1000),
+    Cpu = cpu_by_kind(Before, thread_cpu()),
+    Wall = erlang:monotonic_time(nanosecond) - T0,
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    maps:map(fun(_Kind, Ns) -> 100 * Ns / Wall end, Cpu).
+
+paced(Call, Rate) ->
+    paced(Call, Rate, fun(_Events) -> ok end).
+
+%% Runs Call at Rate per second from ?PROCS processes for ?SECONDS, then
+%% Settle(Events) (waits for the deliveries). Returns the events done, the
+%% wall time and the CPU nanoseconds of each kind of thread.
+paced(Call, Rate, Settle) ->
+    Parent = self(),
+    PerProc = Rate div ?PROCS,
+    erlang:garbage_collect(),
+    Before = thread_cpu(),
+    T0 = erlang:monotonic_time(microsecond),
+    End = T0 + ?SECONDS * 1000000,
+    Pids = [spawn_link(fun() ->
+                               Junk = crypto:strong_rand_bytes(?JUNK_BYTES),
+                               Parent ! {done, self(), pace(Call, Junk, PerProc, T0, End, 0, 0)}
+                       end) || _ <- lists:seq(1, ?PROCS)],
+    Events = lists:sum([receive {done, Pid, N} -> N end || Pid <- Pids]),
+    Settle(Events),
+    Wall = erlang:monotonic_time(microsecond) - T0,
+    #{events => Events, wall_us => Wall, cpu => cpu_by_kind(Before, thread_cpu())}.
+
+pace(Call, Junk, PerProc, T0, End, Done, Sum) ->
+    Now = erlang:monotonic_time(microsecond),
+    Due = (Now - T0) * PerProc div 1000000,
+    if
+        Now >= End ->
+            Done;
+        Done < Due ->
+            Offset = (Done rem (?JUNK_BYTES div ?COPY_BYTES)) * ?COPY_BYTES,
+            Copy = binary:copy(binary:part(Junk, Offset, ?COPY_BYTES)),
+            ok = Call(),
+            pace(Call, Junk, PerProc, T0, End, Done + 1, Sum + binary:last(Copy));
+        true ->
+            receive after 1 -> ok end,
+            pace(Call, Junk, PerProc, T0, End, Done, Sum)
+    end.
+
+%%--------------------------------------------------------------------
+%% CPU per thread
+%%--------------------------------------------------------------------
+
+%% #{Tid => {Kind, Nanoseconds on CPU}} for every thread of this VM.
+thread_cpu() ->
+    {ok, Tids} = file:list_dir("/proc/self/task"),
+    maps:from_list([{Tid, Cpu} || Tid <- Tids, {ok, Cpu} <- [read_thread(Tid)]]).
+
+read_thread(Tid) ->
+    Dir = filename:join("/proc/self/task", Tid),
+    case {file:read_file(filename:join(Dir, "comm")), file:read_file(filename:join(Dir, "schedstat"))} of
+        {{ok, Comm}, {ok, Stat}} ->
+            [OnCpu | _] = binary:split(Stat, <<" ">>),
+            {ok, {kind(string:trim(Comm)), binary_to_integer(OnCpu)}};
+        _ ->
+            error   % the thread exited in between
+    end.
+
+%% Thread names: "1_scheduler", "2_dirty_cpu_sch", "kafka_bridge_pr"
+%% (the producer, cut to 15 bytes by Linux), "rdk:main", "rdk:broker1", ...
+kind(Comm) ->
+    case Comm of
+        <<"rdk:", _/binary>> -> librdkafka;
+        <<"kafka_bridge", _/binary>> -> bridge;
+        _ ->
+            case {binary:match(Comm, <<"dirty">>), binary:match(Comm, <<"_scheduler">>)} of
+                {nomatch, nomatch} -> other;
+                {nomatch, _} -> scheduler;
+                _ -> dirty
+            end
+    end.
+
+%% CPU nanoseconds per kind between two readings; a thread that started in
+%% between counts from zero.
+cpu_by_kind(Before, After) ->
+    Zero = maps:from_list([{K, 0} || K <- ?KINDS]),
+    maps:fold(fun(Tid, {Kind, Ns}, Acc) ->
+                      {_, Was} = maps:get(Tid, Before, {Kind, 0}),
+                      maps:update_with(Kind, fun(V) -> V + Ns - Was end, Acc)
+              end, Zero, After).
+
+%%--------------------------------------------------------------------
+%% Report
+%%--------------------------------------------------------------------
+
+%% µs of CPU per event, all threads or one kind.
+per_event(#{events := N, cpu := Cpu}) -> lists:sum(maps:values(Cpu)) / N / 1000.
+per_event(#{events := N, cpu := Cpu}, Kind) -> maps:get(Kind, Cpu) / N / 1000.
+
+report(Rounds, Idle) ->
+    out("~n## CPU per event at paced rates~n~n"
+        "~b processes, 100 B payload, format emqx, ~b s per rate and loop, ~b rounds (medians); before each call "
+        "a process copies ~b KB of its own ~b KB of other data. CPU of every VM thread from "
+        "/proc/self/task/*/schedstat, until every event is delivered. Bridge adds = hook loop - empty-NIF loop.~n",
+        [?PROCS, ?SECONDS, ?ROUNDS, ?COPY_BYTES div 1024, ?JUNK_BYTES div 1024]),
+    out("| offered/s | done/s | hook loop | empty NIF loop | `!` loop | bridge adds | of it: calling schedulers "
+        "| dirty | producer thread | librdkafka | other |", []),
+    out("|---|---|---|---|---|---|---|---|---|---|---|", []),
+    Added = [report_rate(Rate, [maps:get(Rate, maps:from_list(R)) || R <- Rounds]) || Rate <- ?RATES],
+    IdleTotal = median([lists:sum(maps:values(I)) || I <- Idle]),
+    IdleBridge = median([maps:get(bridge, I) + maps:get(librdkafka, I) || I <- Idle]),
+    out("~nidle, connected, no events, ~b s x ~b: bridge and librdkafka threads ~.2f % of a core; "
+        "whole VM ~.2f % (runs ~w)",
+        [?SECONDS, ?ROUNDS, IdleBridge, IdleTotal,
+         [round2(maps:get(bridge, I) + maps:get(librdkafka, I)) || I <- Idle]]),
+    goals(maps:from_list(Added), IdleBridge).
+
+report_rate(Rate, Runs) ->
+    Med = fun(F) -> median([F(R) || R <- Runs]) end,
+    Done = Med(fun(#{hook := #{events := N, wall_us := W}}) -> N / (W / 1.0e6) end),
+    Added = fun(Kind) -> Med(fun(#{hook := H, nif := N}) -> per_event(H, Kind) - per_event(N, Kind) end) end,
+    Total = Med(fun(#{hook := H, nif := N}) -> per_event(H) - per_event(N) end),
+    Sched = Added(scheduler),
+    out("| ~b | ~b | ~.2f us | ~.2f us | ~.2f us | **~.2f us** | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f |",
+        [Rate, round(Done), Med(fun(#{hook := H}) -> per_event(H) end), Med(fun(#{nif := N}) -> per_event(N) end),
+         Med(fun(#{send := S}) -> per_event(S) end), Total, Sched, Added(dirty), Added(bridge),
+         Added(librdkafka), Added(other)]),
+    {Rate, {Total, Sched, [round2(per_event(H) - per_event(N)) || #{hook := H, nif := N} <- Runs]}}.
+
+goals(Added, IdleBridge) ->
+    {T50, S50, Runs50} = maps:get(50000, Added),
+    {T10, _, _} = maps:get(10000, Added),
+    out("~ngoals (issue 21): at 50000/s bridge adds ~.2f us/event (goal <= 0.8; runs ~w), ~.2f us on the calling "
+        "schedulers (goal <= 0.4); at 10000/s ~.2f us = ~.2f x the 50000/s figure (goal <= 1.5); idle ~.2f % of a "
+        "core (goal < 0.5)",
+        [T50, Runs50, S50, T10, T10 / T50, IdleBridge]).
+
+round2(X) -> round(X * 100) / 100.
