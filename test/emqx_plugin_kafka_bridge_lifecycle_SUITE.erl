@@ -88,15 +88,8 @@ next_version_tarball(InstallDir) ->
 
 %% A VM with OTP and the stand-ins only; the plugin comes from the package.
 start_node(Config) ->
-    TestEbin = filename:dirname(code:which(emqx_plugins)),
-    {ok, Peer, _} = peer:start(#{connection => standard_io, args => ["-pa", TestEbin]}),
     {InstallDir, DataDir} = ?config(dirs, Config),
-    ok = peer:call(Peer, emqx_plugins, set_dirs, [InstallDir, DataDir]),
-    %% Where the stand-in finds kafka_tool (it parses config.hocon).
-    true = peer:call(Peer, os, putenv, ["PROJECT_ROOT", kafka_bridge_test_lib:project_root()]),
-    %% The spool and anything else relative lands in the data dir.
-    ok = peer:call(Peer, file, set_cwd, [DataDir]),
-    Peer.
+    kafka_bridge_test_lib:plugin_node(InstallDir, DataDir).
 
 plugin_node() -> persistent_term:get({?MODULE, node}).
 

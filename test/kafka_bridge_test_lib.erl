@@ -8,7 +8,7 @@
          bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, consume/5, values/1, ids/1,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
-         message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1,
+         message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
          thread_count/0, producer_threads/0, producer_threads/1, publish_range/3]).
 
 -define(APP, emqx_plugin_kafka_bridge).
@@ -233,6 +233,20 @@ values(Records) ->
 %% @doc The `id' field of each record's JSON, as an integer.
 ids(Records) ->
     [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
+
+%% @doc A fresh VM with OTP and the EMQX stand-ins only, as an EMQX node
+%% before any plugin: packages go in InstallDir, plugin data (and the
+%% working directory, where a relative spool lands) in DataDir.
+plugin_node(InstallDir, DataDir) ->
+    ok = filelib:ensure_dir(filename:join(InstallDir, "x")),
+    ok = filelib:ensure_dir(filename:join(DataDir, "x")),
+    TestEbin = filename:dirname(code:which(emqx_plugins)),
+    {ok, Peer, _} = peer:start(#{connection => standard_io, args => ["-pa", TestEbin]}),
+    ok = peer:call(Peer, emqx_plugins, set_dirs, [InstallDir, DataDir]),
+    %% Where the stand-in finds kafka_tool (it parses config.hocon).
+    true = peer:call(Peer, os, putenv, ["PROJECT_ROOT", project_root()]),
+    ok = peer:call(Peer, file, set_cwd, [DataDir]),
+    Peer.
 
 %% @doc The test tool (tools/kafka_tool), built like the NIF by `make'.
 kafka_tool() ->
