@@ -31,7 +31,7 @@
 -define(E2E_RUNS, 5).
 -define(E2E_EVENTS, 300000).
 %% The producer settings the bridge uses by default, for the raw baseline too.
--define(PROPS, ["acks=all", "linger.ms=5", "compression.type=lz4", "partitioner=murmur2_random",
+-define(PROPS, ["acks=all", "linger.ms=20", "compression.type=lz4", "partitioner=murmur2_random",
                 "message.max.bytes=2097152"]).
 
 main() ->

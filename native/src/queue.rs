@@ -52,14 +52,19 @@ impl Record {
 /// channel only once the queue has been quiet for `QUIET`.
 pub struct Waiter {
     last_record: Instant,
+    nap: Duration,
 }
 
 const QUIET: Duration = Duration::from_millis(20);
-const NAP: Duration = Duration::from_millis(1);
+/// The longest nap: it stays well below `QUIET`.
+const MAX_NAP: Duration = Duration::from_millis(5);
+const MIN_NAP: Duration = Duration::from_millis(1);
 
 impl Waiter {
-    pub fn new() -> Waiter {
-        Waiter { last_record: Instant::now() }
+    /// `nap`, clamped to `MIN_NAP..=MAX_NAP`: how long to wait between
+    /// looks at the queue while records keep coming.
+    pub fn new(nap: Duration) -> Waiter {
+        Waiter { last_record: Instant::now(), nap: nap.clamp(MIN_NAP, MAX_NAP) }
     }
 
     /// The next record within `wait` (none when `wait` is zero and the queue
@@ -69,7 +74,7 @@ impl Waiter {
             Ok(record) => Some(record),
             Err(_) if wait.is_zero() => None,
             Err(_) if self.last_record.elapsed() < QUIET => {
-                nap(NAP.min(wait));
+                nap(self.nap.min(wait));
                 rx.try_recv().ok()
             }
             Err(_) => rx.recv_timeout(wait).ok(),

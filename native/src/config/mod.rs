@@ -113,7 +113,9 @@ pub struct Config {
 pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("acks", "all"),
     ("message.timeout.ms", "0"),
-    ("linger.ms", "5"),
+    // Batches big enough that librdkafka's cost per request stays small at
+    // moderate rates, for at most this much added latency (bench/NOTES.md).
+    ("linger.ms", "20"),
     ("compression.type", "lz4"),
     ("partitioner", "murmur2_random"),
     ("enable.idempotence", "false"),

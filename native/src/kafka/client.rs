@@ -1,6 +1,8 @@
 //! librdkafka's client config for the bridge's settings, and its errors
 //! in words that never echo a secret.
 
+use std::time::Duration;
+
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 
@@ -32,6 +34,20 @@ pub fn client_config(kafka: &KafkaConfig, buffer: &BufferConfig) -> ClientConfig
     config
 }
 
+/// How long librdkafka holds a partition's first record to batch more:
+/// `linger.ms` or its alias `queue.buffering.max.ms` (librdkafka takes
+/// fractions), zero if neither parses.
+pub fn linger(kafka: &KafkaConfig) -> Duration {
+    kafka
+        .properties
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "linger.ms" || key == "queue.buffering.max.ms")
+        .and_then(|(_, value)| value.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0 && *ms <= 900_000.0)
+        .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0))
+}
+
 /// Describes a librdkafka config error without ever echoing a secret.
 pub fn config_error(error: &KafkaError, kafka: &KafkaConfig) -> String {
     let mut text = match error {
@@ -45,4 +61,22 @@ pub fn config_error(error: &KafkaError, kafka: &KafkaConfig) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kafka(properties: serde_json::Value) -> KafkaConfig {
+        crate::config::parse(&json!({"kafka": {"bootstrap_servers": "k:9092", "properties": properties}})).unwrap().kafka
+    }
+
+    #[test]
+    fn linger_is_read_from_either_name() {
+        assert_eq!(linger(&kafka(json!({}))), Duration::from_millis(20));
+        assert_eq!(linger(&kafka(json!({"linger.ms": "0"}))), Duration::ZERO);
+        assert_eq!(linger(&kafka(json!({"queue.buffering.max.ms": "7.5"}))), Duration::from_micros(7500));
+        assert_eq!(linger(&kafka(json!({"linger.ms": "soon"}))), Duration::ZERO);
+    }
 }

@@ -1,118 +1,65 @@
-//! The producer's librdkafka context: delivery reports (settled in memory
-//! mode, passed to the spool thread in spool modes), connection errors and
-//! statistics, and the polling that serves them.
+//! The producer's librdkafka context: the callbacks librdkafka calls on
+//! the polling thread. Delivery reports go to the buffer mode's handler
+//! (`delivery`); connection errors and statistics set the bridge's status.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message as _;
-use rdkafka::producer::{BaseProducer, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 use crate::clock::unix_ms;
-use crate::kafka::in_flight::{InFlight, Tag};
-use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
+use crate::kafka::delivery::{Deliveries, Report, Tally};
+use crate::kafka::in_flight::InFlight;
 use crate::log::Level;
-use crate::metrics::{inc, LatencyCounts};
-use crate::queue::Record;
 use crate::runtime::{ConnectionState, LastError, Shared};
-
-/// A delivery report for the spool thread, which settles spool records.
-pub enum Report {
-    Settled { seq: usize, delivered: bool },
-    /// Taken back from librdkafka on stop; `record` is rebuilt from it.
-    Purged { seq: usize, record: Record },
-}
 
 pub struct Context {
     shared: Arc<Shared>,
-    lifecycle: Arc<AtomicLifecycle>,
     retries_seen: AtomicI64,
-    /// Spool modes: reports go here and the opaque is the spool thread's
-    /// sequence number. Memory mode: `None`, reports are handled inline.
-    pub reports: Option<Mutex<Vec<Report>>>,
+    deliveries: Deliveries,
     /// The clock as of the current poll (ms since the bridge's epoch, Unix
     /// ms): one reading per poll instead of one per delivery report.
     poll_epoch_ms: AtomicU32,
     poll_unix_ms: AtomicI64,
-    /// The reports of the current poll, added up (see `Tally`).
+    /// The reports of the current poll, added up.
     tally: Mutex<Tally>,
 }
 
-/// The delivery reports of one poll, added up and applied to the shared
-/// counters once per poll instead of once per record. The queue budget is
-/// written by every hook call too, and the per-topic table is a map behind
-/// a lock.
-#[derive(Default)]
-struct Tally {
-    reports: u64,
-    released_bytes: usize,
-    released_records: usize,
-    delivered: u64,
-    topics: Vec<(String, u64)>,
-    latency: LatencyCounts,
-}
-
-impl Tally {
-    fn delivered(&mut self, topic: &str) {
-        self.delivered += 1;
-        match self.topics.iter_mut().find(|(name, _)| name == topic) {
-            Some((_, count)) => *count += 1,
-            None => self.topics.push((topic.to_string(), 1)),
+impl Context {
+    pub fn new(shared: Arc<Shared>, deliveries: Deliveries) -> Context {
+        Context {
+            shared,
+            retries_seen: AtomicI64::new(0),
+            deliveries,
+            poll_epoch_ms: AtomicU32::new(0),
+            poll_unix_ms: AtomicI64::new(0),
+            tally: Mutex::default(),
         }
     }
-}
 
-/// Serves what librdkafka has ready (one event, one produce response),
-/// with the clock the delivery reports use read once; true if it settled
-/// any record.
-fn serve_one(producer: &BaseProducer<Context>) -> bool {
-    let context = producer.context();
-    context.poll_epoch_ms.store(context.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
-    context.poll_unix_ms.store(unix_ms() as i64, Relaxed);
-    producer.poll(Duration::ZERO);
-    context.apply_tally()
-}
-
-/// Serves every delivery report that is ready: `BaseProducer::poll` with a
-/// zero timeout serves one event per call, which capped deliveries at a
-/// batch per loop round. Returns whether any record was settled.
-pub fn poll_ready(producer: &BaseProducer<Context>) -> bool {
-    let mut settled = false;
-    for _ in 0..1024 {
-        if !serve_one(producer) {
-            break;
-        }
-        settled = true;
+    /// Before a poll: reads the clock its delivery reports use.
+    pub fn begin_poll(&self) {
+        self.poll_epoch_ms.store(self.shared.millis_since_epoch(Instant::now()) as u32, Relaxed);
+        self.poll_unix_ms.store(unix_ms() as i64, Relaxed);
     }
-    settled
-}
 
-/// Serves delivery reports, waiting up to `timeout` for the first ones.
-/// rdkafka's own `poll(timeout)` passes the deadline's remaining time in
-/// whole milliseconds, so its last millisecond is a busy loop of
-/// zero-timeout polls (a third of this thread's CPU in a profile); this
-/// sleeps in 1 ms steps instead.
-pub fn poll(producer: &BaseProducer<Context>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while !poll_ready(producer) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(1)));
+    /// After a poll: applies what its reports added up; false if none came.
+    pub fn end_poll(&self) -> bool {
+        let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+        tally.apply(&self.shared, self.poll_unix_ms.load(Relaxed))
     }
-}
 
-/// `Producer::flush` without its busy last millisecond per poll (see `poll`).
-pub fn flush(producer: &BaseProducer<Context>, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    // A zero-timeout flush asks librdkafka to send without lingering.
-    while producer.flush(Duration::ZERO).is_err() && Instant::now() < deadline {
-        poll(producer, deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(10)));
+    /// Spool modes: the reports gathered since the last call (none in
+    /// memory mode, which settles them as they come).
+    pub fn take_spool_reports(&self) -> Vec<Report> {
+        match &self.deliveries {
+            Deliveries::Spool(spool) => spool.take(),
+            Deliveries::Memory(_) => Vec::new(),
+        }
     }
 }
 
@@ -188,102 +135,12 @@ impl ProducerContext for Context {
     type DeliveryOpaque = Box<InFlight>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, inflight: Box<InFlight>) {
-        let tag: Tag = inflight.tag;
-        let memory_mode = self.reports.is_none();
-        {
-            let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-            tally.reports += 1;
-            if memory_mode {
-                tally.released_bytes += tag.budget_bytes();
-                tally.released_records += 1;
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        match &self.deliveries {
+            Deliveries::Memory(memory) => {
+                memory.report(&self.shared, &mut tally, self.poll_epoch_ms.load(Relaxed), result, inflight)
             }
-            if let Ok(message) = result {
-                tally.delivered(message.topic());
-                if memory_mode {
-                    let now = self.poll_epoch_ms.load(Relaxed);
-                    tally.latency.record(now.wrapping_sub(tag.enqueued_ms()) as u64);
-                }
-            }
-        }
-        if let Some(reports) = &self.reports {
-            let report = match result {
-                Ok(_) => Report::Settled { seq: tag.seq(), delivered: true },
-                Err((error, message)) if is_purge(error) => {
-                    Report::Purged { seq: tag.seq(), record: inflight.into_record(message) }
-                }
-                Err((error, message)) => {
-                    self.failed(message.topic(), error);
-                    Report::Settled { seq: tag.seq(), delivered: false }
-                }
-            };
-            reports.lock().unwrap_or_else(|e| e.into_inner()).push(report);
-            return;
-        }
-        match result {
-            Ok(_) => {}
-            Err((error, message)) if is_purge(error) => match self.lifecycle.load() {
-                Lifecycle::Retire => self.requeue(inflight.into_record(message)),
-                Lifecycle::Stop => inc(&self.shared.metrics.dropped_on_stop),
-                // Run: the producer is dropped while its thread unwinds from
-                // a panic; Bridge::stop counts what the budget still holds.
-                Lifecycle::Run => {}
-            },
-            Err((error, message)) => self.failed(message.topic(), error),
-        }
-    }
-}
-
-fn is_purge(error: &KafkaError) -> bool {
-    matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
-}
-
-impl Context {
-    /// `spool`: whether the reports go to a spool thread.
-    pub fn new(shared: Arc<Shared>, lifecycle: Arc<AtomicLifecycle>, spool: bool) -> Context {
-        Context {
-            shared,
-            lifecycle,
-            retries_seen: AtomicI64::new(0),
-            reports: spool.then(|| Mutex::new(Vec::new())),
-            poll_epoch_ms: AtomicU32::new(0),
-            poll_unix_ms: AtomicI64::new(0),
-            tally: Mutex::default(),
-        }
-    }
-
-    /// Applies the reports the last poll added up; false if there were none.
-    fn apply_tally(&self) -> bool {
-        let tally = std::mem::take(&mut *self.tally.lock().unwrap_or_else(|e| e.into_inner()));
-        if tally.reports == 0 {
-            return false;
-        }
-        let shared = &self.shared;
-        let metrics = &shared.metrics;
-        metrics.inflight.fetch_sub(tally.reports, Relaxed);
-        shared.queue.release_many(tally.released_bytes, tally.released_records);
-        if tally.delivered > 0 {
-            metrics.delivered.fetch_add(tally.delivered, Relaxed);
-            for (topic, count) in &tally.topics {
-                metrics.topic_outcome(topic, true, *count);
-            }
-            metrics.latency.add(&tally.latency);
-            shared.status.state.store(ConnectionState::Connected);
-            shared.status.last_delivery_ms.store(self.poll_unix_ms.load(Relaxed), Relaxed);
-        }
-        true
-    }
-
-    fn failed(&self, topic: &str, error: &KafkaError) {
-        let text = format!("delivery to Kafka topic {topic:?} failed: {error}");
-        // Rate-limited per error, not per topic (see kafka::handoff::refused).
-        self.shared.count_failed(topic, "kafka_delivery_failed", &error.to_string(), text);
-    }
-
-    /// Queues a purged record for the next producer.
-    fn requeue(&self, record: Record) {
-        match self.shared.queue.requeue(record, Duration::from_secs(5)) {
-            Ok(()) => inc(&self.shared.metrics.requeued),
-            Err(_) => inc(&self.shared.metrics.dropped_on_stop),
+            Deliveries::Spool(spool) => spool.report(&self.shared, &mut tally, result, inflight),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 
-use crate::kafka::context::{flush, poll, poll_ready, Context};
+use crate::kafka::context::Context;
+use crate::kafka::polling::{self, flush, poll, poll_ready};
 use crate::kafka::handoff::{produce, produce_run, Produced, TopicNames};
 use crate::kafka::in_flight::Tag;
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
@@ -20,19 +21,29 @@ use crate::runtime::Shared;
 /// Records handed to librdkafka between two polls.
 const BATCH: usize = 1024;
 
+/// How long the thread naps between looks at the queue while records keep
+/// coming, for librdkafka's `linger`: it holds each partition's batch that
+/// long anyway, so a quarter of it adds little to a record's latency, and
+/// each look saved is a timer, a sleep and a wake-up on cold caches
+/// (`Waiter` bounds it).
+pub fn nap(linger: Duration) -> Duration {
+    linger / 4
+}
+
 pub fn run(
     mut producer: BaseProducer<Context>,
     mut renewal: Renewal,
     shared: Arc<Shared>,
     lifecycle: Arc<AtomicLifecycle>,
     deadline: Arc<Mutex<Option<Instant>>>,
+    nap: Duration,
     // A test's injected panic: what injected it.
     inject_panic: Option<&'static str>,
 ) {
     let rx = shared.queue.receiver().clone();
     // Records taken from the queue that librdkafka has not taken yet.
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
-    let mut waiter = Waiter::new();
+    let mut waiter = Waiter::new(nap);
     let mut names = TopicNames::default();
     while lifecycle.is_running() {
         if batch.is_empty() {
@@ -42,7 +53,7 @@ pub fn run(
                 renewal.poll_draining(&shared);
                 continue;
             }
-            batch.extend(waiter.recv(&rx, wait, |nap| poll(&producer, nap)));
+            batch.extend(waiter.recv(&rx, wait, |nap| polling::nap(&producer, nap)));
         }
         if let Some(why) = inject_panic.filter(|_| !(batch.is_empty() && rx.is_empty())) {
             panic!("injected by {why}");
@@ -172,6 +183,7 @@ fn same_topic(a: &Arc<str>, b: &Arc<str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::delivery::{Deliveries, MemoryDeliveries};
     use crate::config::{BufferMode, Overflow};
     use crate::log::Logger;
     use crate::queue::Queue;
@@ -187,7 +199,8 @@ mod tests {
     #[test]
     fn hand_over_keeps_what_librdkafka_cannot_take_in_order() {
         let shared = Arc::new(Shared::new(BufferMode::Memory, Queue::new(100, 1 << 20, Overflow::DropNew), Logger::new(None)));
-        let context = Context::new(shared.clone(), Arc::new(AtomicLifecycle::new(Lifecycle::Run)), false);
+        let lifecycle = Arc::new(AtomicLifecycle::new(Lifecycle::Run));
+        let context = Context::new(shared.clone(), Deliveries::Memory(MemoryDeliveries { lifecycle }));
         let producer: BaseProducer<Context> = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
             .set("queue.buffering.max.messages", "3")

@@ -36,11 +36,17 @@ fn config(mock: &MockCluster<'static, DefaultProducerContext>) -> Config {
 
 /// The shared state with `n` records queued, as the hooks would leave it.
 fn queued(config: &Config, n: u32) -> Arc<Shared> {
+    queued_to(config, n, &[TOPIC])
+}
+
+/// `n` records queued to `topics` in turn.
+fn queued_to(config: &Config, n: u32, topics: &[&str]) -> Arc<Shared> {
     let buffer = &config.buffer;
     let queue = Queue::new(buffer.max_messages, buffer.max_bytes, buffer.overflow);
     let shared = Arc::new(Shared::new(buffer.mode, queue, Logger::new(None)));
-    let topic: Arc<str> = TOPIC.into();
+    let topics: Vec<Arc<str>> = topics.iter().map(|&t| t.into()).collect();
     for i in 0..n {
+        let topic = &topics[i as usize % topics.len()];
         let key = format!("client{}", i % 7);
         let mut buf = key.clone().into_bytes();
         buf.extend_from_slice(format!("{{\"n\":{i}}}").as_bytes());
@@ -76,6 +82,23 @@ fn every_queued_record_is_delivered_and_released() {
     assert_eq!(shared.status.state.load(), ConnectionState::Connected);
     assert!(shared.status.last_delivery_ms.load(Relaxed) > 0);
     assert!(metrics.latency.quantile(0.99) > 0);
+}
+
+/// Deliveries are counted per topic, the topics of one delivery report
+/// batch told apart (the tally finds a topic by librdkafka's handle).
+#[test]
+fn deliveries_are_counted_per_topic() {
+    let mock = cluster();
+    mock.create_topic("mock_other", 3, 1).unwrap();
+    let config = config(&mock);
+    let shared = queued_to(&config, 3000, &[TOPIC, "mock_other", TOPIC]);
+    let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, Vec::new()).unwrap();
+    let metrics = &shared.metrics;
+    wait_until("3000 delivered", Duration::from_secs(30), || metrics.delivered.load(Relaxed) == 3000);
+    producer.stop(Duration::from_secs(5));
+    let snapshot = metrics.per_topic_snapshot();
+    assert_eq!(snapshot.rows, vec![("mock_other".to_string(), 1000, 0), (TOPIC.to_string(), 2000, 0)]);
+    assert_eq!(snapshot.other, (0, 0));
 }
 
 /// A Produce request the broker refuses for good fails its records, which

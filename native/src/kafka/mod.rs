@@ -1,14 +1,17 @@
 //! Everything that talks to Kafka: librdkafka's client config, the
-//! producer's context (delivery reports, errors, statistics), the
+//! producer's context (errors, statistics), delivery reports per buffer
+//! mode and the polling that serves them, the
 //! zero-copy hand-off, the memory and spool loops, producer generations
 //! and topic creation.
 
 pub mod client;
 pub mod context;
+pub mod delivery;
 pub mod handoff;
 pub mod in_flight;
 pub mod lifecycle;
 pub mod memory_loop;
+pub mod polling;
 pub mod producer;
 pub mod renewal;
 pub mod spool_loop;

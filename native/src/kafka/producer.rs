@@ -15,8 +15,9 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 
 use crate::config::{BufferConfig, BufferMode, KafkaConfig};
-use crate::kafka::client::{client_config, config_error};
+use crate::kafka::client::{client_config, config_error, linger};
 use crate::kafka::context::Context;
+use crate::kafka::delivery::{Deliveries, MemoryDeliveries, SpoolDeliveries};
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
 use crate::kafka::renewal::{MakeProducer, Renewal};
 use crate::kafka::topic_creator::TopicCreator;
@@ -56,7 +57,14 @@ impl ProducerHandle {
         let make: MakeProducer = {
             let (client, shared, lifecycle, spooling) =
                 (client_config(kafka, buffer), shared.clone(), lifecycle.clone(), spool.is_some());
-            Box::new(move || client.create_with_context(Context::new(shared.clone(), lifecycle.clone(), spooling)))
+            Box::new(move || {
+                let deliveries = if spooling {
+                    Deliveries::Spool(SpoolDeliveries::default())
+                } else {
+                    Deliveries::Memory(MemoryDeliveries { lifecycle: lifecycle.clone() })
+                };
+                client.create_with_context(Context::new(shared.clone(), deliveries))
+            })
         };
         let producer = make().map_err(|e| config_error(&e, kafka))?;
         let deadline = Arc::new(Mutex::new(None));
@@ -71,6 +79,7 @@ impl ProducerHandle {
             (std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst)).then_some(INJECT_PANIC_ENV);
         let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
         let overflow = buffer.overflow;
+        let nap = memory_loop::nap(linger(kafka));
         let thread = {
             let (lifecycle, deadline) = (lifecycle.clone(), deadline.clone());
             std::thread::Builder::new()
@@ -83,7 +92,7 @@ impl ProducerHandle {
                             admin.create_until_done(&shared, &lifecycle);
                         }
                         match spool {
-                            None => memory_loop::run(producer, renewal, shared, lifecycle, deadline, inject_panic),
+                            None => memory_loop::run(producer, renewal, shared, lifecycle, deadline, nap, inject_panic),
                             Some(spool) => {
                                 let options = spool_loop::Options { spill_after, overflow };
                                 spool_loop::run(producer, renewal, spool, options, lifecycle, deadline)

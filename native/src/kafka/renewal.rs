@@ -17,7 +17,8 @@ use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::kafka::handoff::{TopicNames, MAX_TOPICS};
 use crate::log::Level;
-use crate::kafka::context::{poll_ready, Context};
+use crate::kafka::context::Context;
+use crate::kafka::polling::poll_ready;
 use crate::runtime::Shared;
 
 /// Replaced producers still delivering, at most.

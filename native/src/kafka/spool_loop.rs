@@ -23,7 +23,9 @@ use crate::log::Level;
 use crate::metrics::inc;
 use crate::kafka::handoff::{produce, Produced, TopicNames};
 use crate::kafka::in_flight::Tag;
-use crate::kafka::context::{flush, poll, poll_ready, Context, Report};
+use crate::kafka::context::Context;
+use crate::kafka::delivery::Report;
+use crate::kafka::polling::{flush, poll, poll_ready};
 use crate::kafka::lifecycle::AtomicLifecycle;
 use crate::runtime::{ConnectionState, Shared};
 use crate::queue::{Record, Waiter};
@@ -139,7 +141,8 @@ pub fn run(
         pending: None,
         spilling,
         unreachable_since: None,
-        waiter: Waiter::new(),
+        // The shortest naps: the spool writes what each look takes.
+        waiter: Waiter::new(Duration::ZERO),
         names: TopicNames::default(),
         renewal,
     };
@@ -312,10 +315,7 @@ impl SpoolThread {
 
     /// Applies the delivery reports gathered by the last poll.
     fn settle(&mut self) {
-        let reports = match &self.producer.context().reports {
-            Some(reports) => std::mem::take(&mut *reports.lock().unwrap_or_else(|e| e.into_inner())),
-            None => return,
-        };
+        let reports = self.producer.context().take_spool_reports();
         let now = Instant::now();
         for report in reports {
             match report {
