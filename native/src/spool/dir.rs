@@ -101,6 +101,18 @@ pub fn sealed_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.sealed"))
 }
 
+/// Deletes a segment and its counter files.
+pub fn remove_segment_files(dir: &Path, id: u64) {
+    let _ = fs::remove_file(segment_path(dir, id));
+    let _ = fs::remove_file(committed_path(dir, id));
+    let _ = fs::remove_file(sealed_path(dir, id));
+}
+
+/// Opens segment `id` for appending, creating it if need be.
+pub fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(segment_path(dir, id))
+}
+
 /// `(id, kind)` for a name the spool makes: `<20 digits>.<kind>`, kind one
 /// of seg, committed, sealed and their `.tmp` forms.
 fn own_name(name: &str) -> Option<(u64, &str)> {

@@ -8,33 +8,34 @@
 //! - `<id>.sealed`: how many records a sealed segment holds, written when
 //!   it is sealed, so records lost to a damaged header are counted exactly.
 //!
+//! `codec.rs` reads and writes records, `counters.rs` the last two files.
+//!
 //! One thread owns a `Spool` (see `kafka/spool_loop.rs`): it appends, reads back from
 //! a cursor, commits acknowledged prefixes and deletes finished segments.
 //! Each start opens a new segment, so a torn tail from a crash is only ever
 //! at the end of a sealed segment, where the reader skips it.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Fsync, SpoolConfig};
-use crate::encode::headers::Headers;
 use crate::log::Level;
 use crate::runtime::Shared;
 use crate::queue::Record;
+mod codec;
+mod counters;
 pub mod dir;
 
 use crate::clock::Now;
-use dir::{committed_path, sealed_path, segment_path, SpoolDir};
+use codec::{count_records, decode_record, encode_record, HEADER_BYTES, MAX_BODY_BYTES};
+use counters::{read_committed, read_sealed, write_committed, write_sealed};
+use dir::{create_segment, remove_segment_files, segment_path, SpoolDir};
 
-const HEADER_BYTES: u64 = 8;
-/// Larger lengths can only come from a corrupted header.
-const MAX_BODY_BYTES: u32 = 256 << 20;
-const NO_KEY: u32 = u32::MAX;
 /// Committed files are rewritten at most this often while running.
 const COMMIT_EVERY: Duration = Duration::from_millis(200);
 
@@ -149,10 +150,10 @@ impl Spool {
         let mut disk_bytes = 0;
         for &id in &ids {
             let bytes = fs::metadata(segment_path(dir, id)).map(|m| m.len()).unwrap_or(0);
-            let committed = read_committed(&committed_path(dir, id)).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
+            let committed = read_committed(dir, id).filter(|&(_, end)| end <= bytes).unwrap_or((0, 0));
             disk_bytes += bytes;
             let mut segment = Segment::new(id, bytes, committed);
-            segment.sealed_count = read_sealed(&sealed_path(dir, id));
+            segment.sealed_count = read_sealed(dir, id);
             segments.push_back(segment);
         }
         let new_id = ids.last().map_or(1, |last| last + 1);
@@ -319,7 +320,7 @@ impl Spool {
         let active = self.segments.back_mut().expect("an active segment");
         let count = active.committed.0.max(active.appended);
         active.sealed_count = Some(count);
-        if let Err(error) = write_counter_file(&sealed_path(self.dir.path(), active.id), &[count], self.config.fsync != Fsync::Never) {
+        if let Err(error) = write_sealed(self.dir.path(), active.id, count, self.config.fsync != Fsync::Never) {
             let text = format!("kafka bridge: cannot record a spool segment's record count: {error}");
             self.shared.logger.limited(Level::Warning, "spool_seal_failed", "", &text);
         }
@@ -574,92 +575,6 @@ impl Spool {
     }
 }
 
-fn remove_segment_files(dir: &Path, id: u64) {
-    let _ = fs::remove_file(segment_path(dir, id));
-    let _ = fs::remove_file(committed_path(dir, id));
-    let _ = fs::remove_file(sealed_path(dir, id));
-}
-
-fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(segment_path(dir, id))
-}
-
-fn read_committed(path: &Path) -> Option<(u64, u64)> {
-    match read_counter_file(path)?[..] {
-        [index, end] => Some((index, end)),
-        _ => None,
-    }
-}
-
-fn read_sealed(path: &Path) -> Option<u64> {
-    match read_counter_file(path)?[..] {
-        [count] => Some(count),
-        _ => None,
-    }
-}
-
-fn write_committed(dir: &Path, id: u64, (index, end): (u64, u64), sync: bool) -> io::Result<()> {
-    write_counter_file(&committed_path(dir, id), &[index, end], sync)
-}
-
-/// A few u64s (LE) and their CRC32C, or `None` when missing or damaged.
-fn read_counter_file(path: &Path) -> Option<Vec<u64>> {
-    let bytes = fs::read(path).ok()?;
-    let (values, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
-    if values.len() % 8 != 0 || crc32c::crc32c(values).to_le_bytes() != crc {
-        return None;
-    }
-    Some(values.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
-}
-
-/// Writes a counter file atomically (temp file, sync, rename), so a crash
-/// leaves the old or the new one.
-fn write_counter_file(path: &Path, values: &[u64], sync: bool) -> io::Result<()> {
-    let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    bytes.extend_from_slice(&crc32c::crc32c(&bytes).to_le_bytes());
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let mut file = File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    if sync {
-        file.sync_data()?;
-    }
-    fs::rename(&tmp, path)
-}
-
-/// Body: enqueue time (unix ms, u64), topic (u16 length), key (u32 length,
-/// `NO_KEY` for none), headers (u16 count; u16 name length, name, u32 value
-/// length, value), then the value to the end.
-fn encode_record(record: &Record, enqueued_unix_ms: u64, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; HEADER_BYTES as usize]);
-    out.extend_from_slice(&enqueued_unix_ms.to_le_bytes());
-    out.extend_from_slice(&(record.topic.len() as u16).to_le_bytes());
-    out.extend_from_slice(record.topic.as_bytes());
-    match record.key() {
-        Some(key) => {
-            out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-            out.extend_from_slice(key);
-        }
-        None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
-    }
-    let headers = record.headers.as_deref().unwrap_or_default();
-    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
-    for (name, value) in headers {
-        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
-    }
-    out.extend_from_slice(record.value());
-    let body = &out[start + HEADER_BYTES as usize..];
-    let length = (body.len() as u32).to_le_bytes();
-    let crc = crc32c::crc32c(body).to_le_bytes();
-    out[start..start + 4].copy_from_slice(&length);
-    out[start + 4..start + 8].copy_from_slice(&crc);
-}
-
 enum ReadOutcome {
     Record(Record),
     /// Nothing more has been written.
@@ -696,63 +611,16 @@ fn read_record(cursor: &mut Cursor, available: u64, buf: &mut Vec<u8>, now: Now)
     }
 }
 
-fn decode_record(body: &[u8], now: Now) -> Option<Record> {
-    let mut rest = body;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
-        rest = tail;
-        Some(head)
-    };
-    let enqueued_ms = u64::from_le_bytes(take(8)?.try_into().ok()?);
-    let topic_len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
-    let topic: Arc<str> = std::str::from_utf8(take(topic_len)?).ok()?.into();
-    let key_len = u32::from_le_bytes(take(4)?.try_into().ok()?);
-    let key = if key_len == NO_KEY { None } else { Some(take(key_len as usize)?) };
-    let header_count = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
-    let mut headers: Headers = Vec::with_capacity(header_count);
-    for _ in 0..header_count {
-        let name_len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
-        let name = std::str::from_utf8(take(name_len)?).ok()?.to_string();
-        let value_len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-        headers.push((name.into(), take(value_len)?.to_vec()));
-    }
-    let value = rest;
-    let mut buf = Vec::with_capacity(key.map_or(0, <[u8]>::len) + value.len());
-    buf.extend_from_slice(key.unwrap_or_default());
-    buf.extend_from_slice(value);
-    Some(Record {
-        topic,
-        buf,
-        key_len: key.map(<[u8]>::len),
-        headers: (header_count > 0).then_some(headers),
-        enqueued_at: now.instant_of(enqueued_ms),
-    })
-}
-
-/// Counts the records between `from` and `to` in a segment file (for
-/// `drop_oldest` accounting); a torn tail counts as one.
-fn count_records(path: &Path, from: u64, to: u64) -> u64 {
-    let Ok(mut file) = File::open(path) else { return 0 };
-    let (mut offset, mut count) = (from, 0);
-    let mut header = [0u8; 8];
-    while offset < to {
-        if file.seek(SeekFrom::Start(offset)).is_err() || file.read_exact(&mut header).is_err() {
-            return count + 1;
-        }
-        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-        offset += HEADER_BYTES + length;
-        count += 1;
-    }
-    count
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::path::Path;
+    use std::time::Instant;
+
     use super::*;
     use crate::config::{BufferMode, Overflow, SpoolConfig};
     use crate::log::Logger;
     use crate::queue::Queue;
-    use std::time::Instant;
 
     fn shared() -> Arc<Shared> {
         Arc::new(Shared::new(BufferMode::Disk, Queue::new(1000, 1 << 20, Overflow::DropNew), Logger::new(None)))
