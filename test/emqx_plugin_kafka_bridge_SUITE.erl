@@ -7,7 +7,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/3, consume/4, values/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/3, consume/4, values/1, publish/1]).
 
 all() ->
     [hook_registered_at_bridge_priority, utf8_payload_fields, binary_payload_base64_roundtrip,
@@ -36,9 +36,6 @@ init_per_testcase(_Case, Config) ->
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
     emqx_hooks:reset().
-
-publish(Message) ->
-    emqx_hooks:run_fold('message.publish', [], Message).
 
 %%--------------------------------------------------------------------
 

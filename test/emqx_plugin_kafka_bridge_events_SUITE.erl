@@ -8,7 +8,7 @@
 -include_lib("stdlib/include/assert.hrl").
 
 -import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, consume/4,
-                                values/1, unique/1]).
+                                values/1, unique/1, publish/1]).
 
 -define(EVENTS, [<<"client_connected">>, <<"client_disconnected">>, <<"session_subscribed">>,
                  <<"session_unsubscribed">>, <<"message_publish">>, <<"message_delivered">>,
@@ -55,9 +55,6 @@ deep_events(Events, Overrides = #{<<"events">> := More}) ->
     Overrides#{<<"events">> => Merged};
 deep_events(Events, Overrides) ->
     Overrides#{<<"events">> => Events}.
-
-publish(Message) ->
-    emqx_hooks:run_fold('message.publish', [], Message).
 
 %% Fires each hook point once, the way EMQX calls them.
 fire_every_hook() ->

@@ -10,7 +10,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, consume/4,
+-import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, publish/1,
                                 unique/1]).
 
 -define(B, emqx_plugin_kafka_bridge).
@@ -252,12 +252,12 @@ longest_filters_route_and_reconfigure(Config) ->
     Events = #{<<"message_publish">> => #{<<"topic">> => ?config(topic, Config), <<"filters">> => Filters}},
     Base = kafka_bridge_test_lib:config(Broker, #{<<"events">> => Events}),
     {ok, _} = kafka_bridge_test_lib:start_bridge(Base#{<<"routes">> => Routes}),
-    [emqx_hooks:run_fold('message.publish', [], message(<<"c">>, T, T)) || T <- [Long, Five, <<"plain/x">>]],
+    [publish(message(<<"c">>, T, T)) || T <- [Long, Five, <<"plain/x">>]],
     Routed = consume(Broker, RouteTopic, 2),
     ?assertEqual(lists:sort([Long, Five]),
                  lists:sort([maps:get(<<"topic">>, J) || #{json := J} <- Routed])),
     ok = emqx_plugin_kafka_bridge_app:on_config_changed(#{}, Base),
-    emqx_hooks:run_fold('message.publish', [], message(<<"c">>, <<"plain/y">>, <<"after">>)),
+    publish(message(<<"c">>, <<"plain/y">>, <<"after">>)),
     Plain = consume(Broker, ?config(topic, Config), 2),
     ?assertEqual([<<"plain/x">>, <<"plain/y">>], lists:sort([maps:get(<<"topic">>, J) || #{json := J} <- Plain])),
     assert_books_balance().
@@ -274,10 +274,7 @@ nif_module_reload_and_absence(Config) ->
     Nif = emqx_plugin_kafka_bridge_nif,
     start_all_events(Config, #{}),
     Topic = ?config(topic, Config),
-    Publish = fun(I) -> emqx_hooks:run_fold('message.publish', [],
-                                            message(<<"c">>, <<"t">>, integer_to_binary(I),
-                                                    #{id => <<I:128>>}))
-              end,
+    Publish = fun(I) -> publish(message(<<"c">>, <<"t">>, integer_to_binary(I), #{id => <<I:128>>})) end,
     Publish(1),
     %% Deleted and purged, then loaded afresh: the bridge started by the
     %% purged instance is still this library's.
@@ -351,9 +348,7 @@ panic_in_peer(BridgeConfig) ->
     Old = ?B:bridge(),
     OldServer = whereis(emqx_plugin_kafka_bridge_server),
     kafka_bridge_test_lib:capture_logs(),
-    Publish = fun(I) -> emqx_hooks:run_fold('message.publish', [],
-                                            message(<<"c">>, <<"t">>, integer_to_binary(I), #{id => <<I:128>>}))
-              end,
+    Publish = fun(I) -> publish(message(<<"c">>, <<"t">>, integer_to_binary(I), #{id => <<I:128>>})) end,
     Publish(1),
     Restarted = fun() ->
                         Server = whereis(emqx_plugin_kafka_bridge_server),

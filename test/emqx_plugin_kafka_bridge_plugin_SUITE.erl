@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/4, values/1, ids/1, unique/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, ids/1, unique/1]).
 
 -define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
 
@@ -40,7 +40,7 @@ end_per_testcase(_Case, _Config) ->
     os:unsetenv("EMQX_KAFKA_BRIDGE_CONFIG").
 
 publish(From, Topic, I) ->
-    emqx_hooks:run_fold('message.publish', [], message(From, Topic, integer_to_binary(I), #{id => <<I:128>>})).
+    kafka_bridge_test_lib:publish(message(From, Topic, integer_to_binary(I), #{id => <<I:128>>})).
 
 topic(Config) ->
     Topic = unique(<<"plugin">>),

@@ -9,7 +9,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [consume/4, ids/1, unique/1, publish_range/3, wait_until/2]).
+-import(kafka_bridge_test_lib, [consume/4, ids/1, unique/1, publish_range/3, wait_until/2, metric/1]).
 
 all() ->
     [outage_across_restart_loses_nothing, kill_9_loses_nothing_spooled, corrupted_tail_is_skipped_and_counted,
@@ -47,9 +47,6 @@ bridge_config(Broker, Topic, Config, Buffer) ->
 
 start(Broker, Topic, Config, Buffer) ->
     {ok, _} = kafka_bridge_test_lib:start_bridge(bridge_config(Broker, Topic, Config, Buffer)).
-
-metric(Name) ->
-    maps:get(Name, emqx_plugin_kafka_bridge:metrics()).
 
 wait_metric(Name, Value) ->
     ok = wait_until(fun() -> metric(Name) =:= Value end, 30000).

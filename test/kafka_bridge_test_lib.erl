@@ -9,7 +9,7 @@
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
-         thread_count/0, producer_threads/0, producer_threads/1, publish_range/3]).
+         thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -208,7 +208,8 @@ consume(Broker, Topic, Expect) ->
 
 %% @doc Every record of Topic, as maps: partition, offset, key, value,
 %% headers and json (the decoded value, or not_json). Reads until Expect
-%% records came or none came for IdleMs.
+%% records came and nothing more for a moment (kafka_tool's NOTHING_MORE),
+%% or none came for IdleMs: a duplicate shows in the count.
 consume(Broker, Topic, Expect, IdleMs) ->
     consume(Broker, Topic, Expect, IdleMs, []).
 
@@ -332,12 +333,19 @@ message(From, Topic, Payload, Opts) ->
      maps:get(timestamp, Opts, erlang:system_time(millisecond)),
      maps:get(extra, Opts, #{})}.
 
+%% @doc Runs the message.publish hook on Message, as EMQX does.
+publish(Message) ->
+    emqx_hooks:run_fold('message.publish', [], Message).
+
+%% @doc One of the running bridge's metrics.
+metric(Name) ->
+    maps:get(Name, emqx_plugin_kafka_bridge:metrics()).
+
 %% @doc Publishes ids From..To through the message.publish hook; each
 %% message's id is its number, which ids/1 reads back.
 publish_range(From, To, Topic) ->
-    [emqx_hooks:run_fold('message.publish', [],
-                         message(<<"c", (integer_to_binary(I rem 97))/binary>>, Topic,
-                                 <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
+    [publish(message(<<"c", (integer_to_binary(I rem 97))/binary>>, Topic,
+                     <<"payload-", (integer_to_binary(I))/binary>>, #{id => <<I:128>>}))
      || I <- lists:seq(From, To)],
     ok.
 

@@ -3,7 +3,8 @@
 //!
 //! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE [key=value ...]`
 //!   reads every partition of TOPIC from the beginning until EXPECT records
-//!   arrived or nothing came for IDLE_MS, and writes to OUT_FILE, in
+//!   arrived and nothing more came for 250 ms, or nothing came for IDLE_MS,
+//!   and writes to OUT_FILE, in
 //!   Erlang's external term format (for `binary_to_term/1`), a list of
 //!   `{record, Partition, Offset, Key | undefined, Value, Headers, Json}`
 //!   where Headers is `[{Name, Value}]` and Json is the value decoded as
@@ -56,6 +57,9 @@ fn parse(s: &str) -> u64 {
     s.parse().unwrap_or_else(|_| panic!("not a number: {s}"))
 }
 
+/// How long a reader that has what it expects goes on listening.
+const NOTHING_MORE: Duration = Duration::from_millis(250);
+
 fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, props: &[String]) -> Result<(), String> {
     let mut config = ClientConfig::new();
     config
@@ -78,7 +82,14 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
 
     let mut records = Vec::new();
     let mut last = Instant::now();
-    while (records.len() as u64) < expect && last.elapsed() < Duration::from_millis(idle_ms) {
+    // Nothing more: once `expect` records came, read on for NOTHING_MORE
+    // after the last one, so that a duplicate or a stray record shows in the
+    // count. (tansu's watermarks count batches, not records: no shortcut.)
+    loop {
+        let quiet = last.elapsed();
+        if quiet >= Duration::from_millis(idle_ms) || ((records.len() as u64) >= expect && quiet >= NOTHING_MORE) {
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Instant::now();
