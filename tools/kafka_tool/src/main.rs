@@ -3,8 +3,8 @@
 //!
 //! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE [key=value ...]`
 //!   reads every partition of TOPIC from the beginning until EXPECT records
-//!   arrived and nothing more came for 250 ms, or nothing came for IDLE_MS,
-//!   and writes to OUT_FILE, in
+//!   arrived and every partition was read to its end, or nothing came for
+//!   IDLE_MS, and writes to OUT_FILE, in
 //!   Erlang's external term format (for `binary_to_term/1`), a list of
 //!   `{record, Partition, Offset, Key | undefined, Value, Headers, Json}`
 //!   where Headers is `[{Name, Value}]` and Json is the value decoded as
@@ -26,11 +26,13 @@
 mod etf;
 mod raw_batch;
 
+use std::collections::HashSet;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -57,16 +59,14 @@ fn parse(s: &str) -> u64 {
     s.parse().unwrap_or_else(|_| panic!("not a number: {s}"))
 }
 
-/// How long a reader that has what it expects goes on listening.
-const NOTHING_MORE: Duration = Duration::from_millis(250);
-
 fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, props: &[String]) -> Result<(), String> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("kafka_tool_{}", std::process::id()))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        .set("enable.partition.eof", "true");
     set_properties(&mut config, props)?;
     let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
@@ -82,17 +82,18 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
 
     let mut records = Vec::new();
     let mut last = Instant::now();
-    // Nothing more: once `expect` records came, read on for NOTHING_MORE
-    // after the last one, so that a duplicate or a stray record shows in the
-    // count. (tansu's watermarks count batches, not records: no shortcut.)
+    // Nothing more: with `expect` records read, the reader still goes on to
+    // the end of every partition, so that a duplicate or a stray record
+    // shows in the count; it stops there rather than waiting out IDLE_MS.
+    let mut at_end = HashSet::new();
     loop {
-        let quiet = last.elapsed();
-        if quiet >= Duration::from_millis(idle_ms) || ((records.len() as u64) >= expect && quiet >= NOTHING_MORE) {
+        if (records.len() as u64 >= expect && at_end.len() == partitions) || last.elapsed() >= Duration::from_millis(idle_ms) {
             break;
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Instant::now();
+                at_end.remove(&m.partition());
                 let mut record = etf::Etf(Vec::new());
                 record.tuple(7);
                 record.atom("record");
@@ -118,6 +119,9 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
                     Err(_) => record.atom("not_json"),
                 }
                 records.push(record.0);
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
             }
             Some(Err(e)) => eprintln!("kafka_tool: consume: {e}"),
             None => {}
