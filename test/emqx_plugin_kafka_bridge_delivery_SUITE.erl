@@ -290,8 +290,8 @@ stop_flushes_queue(Config) ->
     ?assertMatch(#{delivered := 20000, dropped_on_stop := 0, queue_len := 0, inflight := 0}, Metrics),
     ?assertEqual(lists:seq(1, 20000), lists:usort(ids(consume(Broker, Topic, 20000, 5000)))).
 
-%% The suites' reader goes on listening a moment after it has what a test
-%% expects, so a duplicate or a stray record fails the count.
+%% The suites' reader goes on to the end of every partition after it has
+%% what a test expects, so a duplicate or a stray record fails the count.
 a_consumer_reads_all_the_topic_holds(Config) ->
     Broker = broker(?config(dir, Config), "memory://tansu/"),
     Topic = unique(<<"more">>),

@@ -208,8 +208,8 @@ consume(Broker, Topic, Expect) ->
 
 %% @doc Every record of Topic, as maps: partition, offset, key, value,
 %% headers and json (the decoded value, or not_json). Reads until Expect
-%% records came and nothing more for a moment (kafka_tool's NOTHING_MORE),
-%% or none came for IdleMs: a duplicate shows in the count.
+%% records came and every partition was read to its end, or none came for
+%% IdleMs: a duplicate or a stray record shows in the count.
 consume(Broker, Topic, Expect, IdleMs) ->
     consume(Broker, Topic, Expect, IdleMs, []).
 

@@ -36,7 +36,7 @@ pub fn client_config(kafka: &KafkaConfig, buffer: &BufferConfig) -> ClientConfig
 
 /// How long librdkafka holds a partition's first record to batch more:
 /// `linger.ms` or its alias `queue.buffering.max.ms` (librdkafka takes
-/// fractions), zero if neither parses.
+/// fractions), zero if neither is a valid duration.
 pub fn linger(kafka: &KafkaConfig) -> Duration {
     kafka
         .properties
@@ -44,8 +44,8 @@ pub fn linger(kafka: &KafkaConfig) -> Duration {
         .rev()
         .find(|(key, _)| key == "linger.ms" || key == "queue.buffering.max.ms")
         .and_then(|(_, value)| value.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0 && *ms <= 900_000.0)
-        .map_or(Duration::ZERO, |ms| Duration::from_secs_f64(ms / 1000.0))
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Describes a librdkafka config error without ever echoing a secret.

@@ -12,6 +12,7 @@ use crate::queue::Record;
 
 /// The length and CRC before each body.
 pub const HEADER_BYTES: u64 = 8;
+pub type Header = [u8; HEADER_BYTES as usize];
 /// Larger lengths can only come from a corrupted header.
 pub const MAX_BODY_BYTES: u32 = 256 << 20;
 const NO_KEY: u32 = u32::MAX;
@@ -81,18 +82,24 @@ pub fn decode_record(body: &[u8], now: Now) -> Option<Record> {
     })
 }
 
+/// A header's body length and CRC32C.
+pub fn parse_header(header: &Header) -> (u32, u32) {
+    let [l0, l1, l2, l3, c0, c1, c2, c3] = *header;
+    (u32::from_le_bytes([l0, l1, l2, l3]), u32::from_le_bytes([c0, c1, c2, c3]))
+}
+
 /// Counts the records between `from` and `to` in a segment file (for
 /// `drop_oldest` accounting); a torn tail counts as one.
 pub fn count_records(path: &Path, from: u64, to: u64) -> u64 {
     let Ok(mut file) = File::open(path) else { return 0 };
     let (mut offset, mut count) = (from, 0);
-    let mut header = [0u8; 8];
+    let mut header: Header = [0; HEADER_BYTES as usize];
     while offset < to {
         if file.seek(SeekFrom::Start(offset)).is_err() || file.read_exact(&mut header).is_err() {
             return count + 1;
         }
-        let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as u64;
-        offset += HEADER_BYTES + length;
+        let (length, _) = parse_header(&header);
+        offset += HEADER_BYTES + length as u64;
         count += 1;
     }
     count

@@ -32,7 +32,7 @@ mod counters;
 pub mod dir;
 
 use crate::clock::Now;
-use codec::{count_records, decode_record, encode_record, HEADER_BYTES, MAX_BODY_BYTES};
+use codec::{count_records, decode_record, encode_record, parse_header, Header, HEADER_BYTES, MAX_BODY_BYTES};
 use counters::{read_committed, read_sealed, write_committed, write_sealed};
 use dir::{create_segment, remove_segment_files, segment_path, SpoolDir};
 
@@ -587,12 +587,11 @@ fn read_record(cursor: &mut Cursor, available: u64, buf: &mut Vec<u8>, now: Now)
     if available == 0 {
         return ReadOutcome::End;
     }
-    let mut header = [0u8; HEADER_BYTES as usize];
+    let mut header: Header = [0; HEADER_BYTES as usize];
     if available < HEADER_BYTES || cursor.file.read_exact(&mut header).is_err() {
         return ReadOutcome::Corrupt { skippable: false };
     }
-    let length = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
-    let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+    let (length, crc) = parse_header(&header);
     if length > MAX_BODY_BYTES || HEADER_BYTES + length as u64 > available {
         return ReadOutcome::Corrupt { skippable: false };
     }

@@ -86,10 +86,7 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
     // the end of every partition, so that a duplicate or a stray record
     // shows in the count; it stops there rather than waiting out IDLE_MS.
     let mut at_end = HashSet::new();
-    loop {
-        if (records.len() as u64 >= expect && at_end.len() == partitions) || last.elapsed() >= Duration::from_millis(idle_ms) {
-            break;
-        }
+    while !(records.len() as u64 >= expect && at_end.len() == partitions) && last.elapsed() < Duration::from_millis(idle_ms) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Instant::now();
