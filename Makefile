@@ -66,7 +66,7 @@ pyenv:
 	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q $(PY_PACKAGES); }
 
 test: all tansu pyenv
-	scripts/portable_cargo.sh x86_64 test -p kafka_bridge_nif
+	scripts/portable_cargo.sh x86_64 test -p kafka_bridge_core
 	test/check_nif_test.sh
 	$(PYENV)/bin/python test/config_schema_test.py
 	rebar3 xref

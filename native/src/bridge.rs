@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{BufferConfig, BufferMode, Config};
+use kafka_bridge_core::config::{BufferConfig, BufferMode, Config};
+use kafka_bridge_core::kafka::producer::ProducerHandle;
+use kafka_bridge_core::log::Logger;
+use kafka_bridge_core::metrics::inc;
+use kafka_bridge_core::queue::{Pushed, Queue, Record};
+use kafka_bridge_core::routing::Routing;
+use kafka_bridge_core::runtime::{ConnectionState, Shared};
+
 use crate::encode::encode;
 use crate::encode::options::EncodeOptions;
 use crate::event::Event;
-use crate::log::Logger;
-use crate::metrics::inc;
-use crate::kafka::producer::ProducerHandle;
-use crate::runtime::{ConnectionState, Shared};
-use crate::queue::{Pushed, Queue, Record};
-use crate::routing::Routing;
 
 thread_local! {
     static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -49,9 +50,9 @@ pub enum Emitted {
 impl Bridge {
     pub fn start(config: Config, node: String, logger: Logger) -> Result<Bridge, String> {
         let routing = Routing::compile(&config);
-        crate::fast::libc_malloc::tune();
+        kafka_bridge_core::fast::libc_malloc::tune();
         let buffer = &config.buffer;
-        let (max_messages, max_bytes) = queue_limits(buffer);
+        let (max_messages, max_bytes) = buffer.queue_limits();
         let queue = Queue::new(max_messages, max_bytes, buffer.overflow);
         let shared = Arc::new(Shared::new(buffer.mode, queue, logger));
         let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, topics_to_create(&config, &routing))?;
@@ -97,7 +98,7 @@ impl Bridge {
                 scratch.extend_from_slice(key);
             }
             let headers = encode(event, &options, &mut scratch)?;
-            let buf = crate::fast::record_buffer::copy_of(&scratch);
+            let buf = kafka_bridge_core::fast::record_buffer::copy_of(&scratch);
             if scratch.capacity() > MAX_KEPT_BUFFER {
                 *scratch = Vec::new();
             }
@@ -131,7 +132,7 @@ impl Bridge {
         let routing = Routing::compile(&config);
         let old = control.config.clone();
         let flush_timeout = Duration::from_millis(config.buffer.flush_timeout_ms);
-        if config.kafka == old.kafka && !producer_settings_changed(&old.buffer, &config.buffer) {
+        if config.kafka == old.kafka && !old.buffer.needs_new_producer(&config.buffer) {
             self.routing.store(Arc::new(routing));
         } else if old.buffer.mode == BufferMode::Memory && config.buffer.mode == BufferMode::Memory {
             // The new producer starts before the old one retires, so the
@@ -182,7 +183,7 @@ impl Bridge {
     }
 
     fn apply_buffer_limits(&self, buffer: &BufferConfig) {
-        let (max_messages, max_bytes) = queue_limits(buffer);
+        let (max_messages, max_bytes) = buffer.queue_limits();
         self.shared.queue.set_limits(max_messages, max_bytes, buffer.overflow);
         self.shared.set_mode(buffer.mode);
     }
@@ -197,7 +198,7 @@ impl Bridge {
                  ({}) and are sent when disk or hybrid mode is on again",
                 old.spool.dir
             );
-            self.shared.logger.limited(crate::log::Level::Warning, "spool_left_behind", "", &text);
+            self.shared.logger.limited(kafka_bridge_core::log::Level::Warning, "spool_left_behind", "", &text);
         }
     }
 
@@ -238,64 +239,11 @@ impl Drop for Bridge {
     }
 }
 
-/// Whether a `buffer.*` change needs a new producer: every key but
-/// `flush_timeout` shapes librdkafka's share of the budget or the spool.
-fn producer_settings_changed(old: &BufferConfig, new: &BufferConfig) -> bool {
-    let ignoring_flush_timeout = BufferConfig { flush_timeout_ms: old.flush_timeout_ms, ..new.clone() };
-    *old != ignoring_flush_timeout
-}
-
-/// The queue's share of the budget. In disk and hybrid modes the spool
-/// thread takes records from the queue as they come, and librdkafka holds
-/// the other half.
-fn queue_limits(buffer: &BufferConfig) -> (usize, usize) {
-    match buffer.mode {
-        BufferMode::Memory => (buffer.max_messages, buffer.max_bytes),
-        BufferMode::Disk | BufferMode::Hybrid => ((buffer.max_messages / 2).max(1), (buffer.max_bytes / 2).max(1)),
-    }
-}
-
 /// The fixed topic names to create, when `kafka.create_topics` is on.
 fn topics_to_create(config: &Config, routing: &Routing) -> Vec<String> {
     if config.kafka.create_topics {
         routing.fixed_topics()
     } else {
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn buffer(overrides: serde_json::Value) -> BufferConfig {
-        let mut value = json!({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}});
-        value["buffer"] = overrides;
-        crate::config::parse(&value).unwrap().buffer
-    }
-
-    #[test]
-    fn only_flush_timeout_keeps_the_producer() {
-        let base = buffer(json!({}));
-        assert!(!producer_settings_changed(&base, &buffer(json!({"flush_timeout": 1}))));
-        for change in [
-            json!({"max_messages": 7}),
-            json!({"max_bytes": 1 << 24}),
-            json!({"overflow": "drop_oldest"}),
-            json!({"mode": "disk"}),
-            json!({"dir": "/tmp/elsewhere"}),
-            json!({"fsync": "none"}),
-            json!({"spill_after": 1}),
-        ] {
-            assert!(producer_settings_changed(&base, &buffer(change.clone())), "{change}");
-        }
-    }
-
-    #[test]
-    fn spool_modes_give_the_queue_half_the_budget() {
-        assert_eq!(queue_limits(&buffer(json!({"max_messages": 10, "max_bytes": 1 << 24}))), (10, 1 << 24));
-        let disk = buffer(json!({"mode": "disk", "max_messages": 10, "max_bytes": 1 << 24}));
-        assert_eq!(queue_limits(&disk), (5, 1 << 23));
     }
 }

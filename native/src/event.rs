@@ -1,9 +1,14 @@
-//! The eight EMQX hook points and the decoding of their raw arguments.
+//! The decoding of the eight hook points' raw arguments (the points
+//! themselves are `kafka_bridge_core::event_kind`).
 //!
 //! Decoding only checks shapes and borrows; the encoder reads the fields it
 //! needs straight from the terms.
 
+use std::borrow::Cow;
+
 use rustler::{Binary, Term};
+
+use kafka_bridge_core::event_kind::{EventFields, EventKind};
 
 use crate::terms::{self, tuple, Elements};
 
@@ -14,70 +19,6 @@ pub mod atoms {
         keepalive, clean_start, expiry_interval, connected_at, disconnected_at,
         qos, retain, properties,
         user_property = "User-Property",
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    ClientConnected,
-    ClientDisconnected,
-    SessionSubscribed,
-    SessionUnsubscribed,
-    MessagePublish,
-    MessageDelivered,
-    MessageAcked,
-    MessageDropped,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 8] = [
-        EventKind::ClientConnected,
-        EventKind::ClientDisconnected,
-        EventKind::SessionSubscribed,
-        EventKind::SessionUnsubscribed,
-        EventKind::MessagePublish,
-        EventKind::MessageDelivered,
-        EventKind::MessageAcked,
-        EventKind::MessageDropped,
-    ];
-
-    /// The hook point, which is also the `event` field of the JSON.
-    pub fn hook_point(self) -> &'static str {
-        match self {
-            EventKind::ClientConnected => "client.connected",
-            EventKind::ClientDisconnected => "client.disconnected",
-            EventKind::SessionSubscribed => "session.subscribed",
-            EventKind::SessionUnsubscribed => "session.unsubscribed",
-            EventKind::MessagePublish => "message.publish",
-            EventKind::MessageDelivered => "message.delivered",
-            EventKind::MessageAcked => "message.acked",
-            EventKind::MessageDropped => "message.dropped",
-        }
-    }
-
-    /// The key under `events` in the config.
-    pub fn config_name(self) -> &'static str {
-        match self {
-            EventKind::ClientConnected => "client_connected",
-            EventKind::ClientDisconnected => "client_disconnected",
-            EventKind::SessionSubscribed => "session_subscribed",
-            EventKind::SessionUnsubscribed => "session_unsubscribed",
-            EventKind::MessagePublish => "message_publish",
-            EventKind::MessageDelivered => "message_delivered",
-            EventKind::MessageAcked => "message_acked",
-            EventKind::MessageDropped => "message_dropped",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn has_message(self) -> bool {
-        matches!(
-            self,
-            EventKind::MessagePublish | EventKind::MessageDelivered | EventKind::MessageAcked | EventKind::MessageDropped
-        )
     }
 }
 
@@ -207,23 +148,26 @@ impl<'a> Event<'a> {
         }
         Ok(event)
     }
+}
 
-    /// The MQTT topic used for filters and routes: the message's topic, or
-    /// the subscription's filter for session events.
-    pub fn mqtt_topic(&self) -> Option<&'a str> {
+impl<'a> EventFields<'a> for Event<'a> {
+    fn kind(&self) -> EventKind {
+        self.kind
+    }
+
+    fn mqtt_topic(&self) -> Option<&'a str> {
         self.message.as_ref().map(|m| m.topic).or(self.sub_topic)
     }
 
-    /// The client the event is about: the ClientInfo's clientid, else the
-    /// publisher.
-    pub fn clientid(&self) -> Option<std::borrow::Cow<'a, str>> {
+    /// The ClientInfo's clientid, else the publisher.
+    fn clientid(&self) -> Option<Cow<'a, str>> {
         if let Some(ci) = self.client_info {
             return field_text(ci, atoms::clientid());
         }
         self.message.as_ref().and_then(|m| terms::text(m.from()))
     }
 
-    pub fn username(&self) -> Option<std::borrow::Cow<'a, str>> {
+    fn username(&self) -> Option<Cow<'a, str>> {
         if let Some(ci) = self.client_info {
             return field_text(ci, atoms::username());
         }
@@ -231,61 +175,6 @@ impl<'a> Event<'a> {
     }
 }
 
-pub fn field_text<'a>(map: Term<'a>, key: rustler::Atom) -> Option<std::borrow::Cow<'a, str>> {
+pub fn field_text<'a>(map: Term<'a>, key: rustler::Atom) -> Option<Cow<'a, str>> {
     terms::map_get(map, key).and_then(terms::text)
-}
-
-/// `EventKind` is the list of events; the Erlang callbacks, the NIF's hook
-/// atoms and README's event table must name exactly the same ones. (The
-/// config files and the form are checked in `config::shipped_files` and
-/// test/config_schema_test.py.)
-#[cfg(test)]
-mod every_place_names_the_same_events {
-    use super::EventKind;
-    use std::collections::BTreeSet;
-
-    fn hook_points() -> BTreeSet<String> {
-        EventKind::ALL.iter().map(|k| k.hook_point().to_string()).collect()
-    }
-
-    /// The texts between `open` and the next `close` on each line of `text`
-    /// that starts with `prefix`.
-    fn quoted(text: &str, prefix: &str, open: &str, close: char) -> BTreeSet<String> {
-        text.lines()
-            .filter_map(|line| line.trim_start().strip_prefix(prefix))
-            .filter_map(|rest| rest.split_once(open).and_then(|(_, r)| r.split(close).next()).map(String::from))
-            .collect()
-    }
-
-    #[test]
-    fn erlang_callbacks() {
-        let erl = std::fs::read_to_string("../erl_src/emqx_plugin_kafka_bridge.erl").unwrap();
-        assert_eq!(quoted(&erl, "callback(", "'", '\''), hook_points());
-    }
-
-    #[test]
-    fn nif_hook_atoms() {
-        let lib = std::fs::read_to_string("src/lib.rs").unwrap();
-        let atoms: BTreeSet<String> =
-            lib.lines().filter(|l| l.contains(" = \"") && l.trim_end().ends_with("\",")).filter_map(|l| l.split('"').nth(1)).map(String::from).collect();
-        assert_eq!(atoms, hook_points());
-    }
-
-    #[test]
-    fn readme_event_table() {
-        let readme = std::fs::read_to_string("../README.md").unwrap();
-        let rows: BTreeSet<(String, String)> = readme
-            .lines()
-            .filter(|l| l.starts_with("| `") && l.matches('`').count() >= 4)
-            .filter_map(|l| {
-                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-                let hook = cells.get(2)?.strip_prefix('`')?.strip_suffix('`')?;
-                hook.contains('.').then(|| (cells[1].trim_matches('`').to_string(), hook.to_string()))
-            })
-            .filter(|(_, hook)| ["client.", "session.", "message."].iter().any(|p| hook.starts_with(p)))
-            .collect();
-        let expected: BTreeSet<(String, String)> =
-            EventKind::ALL.iter().map(|k| (k.config_name().to_string(), k.hook_point().to_string())).collect();
-        assert_eq!(rows, expected);
-    }
 }

@@ -6,23 +6,14 @@
 //! scheduler and sends large payloads to `emit_dirty`.
 
 // In the order data flows: the NIF boundary decodes a hook's arguments
-// into an event, which is routed, encoded and queued; a producer thread
-// hands it to Kafka, through the spool in disk and hybrid modes.
+// into an event, which is routed, encoded and queued by the bridge; the
+// rest (the queue, the producer thread, the spool) is kafka_bridge_core.
 mod nif;
 mod terms;
 mod event;
-mod config;
-mod routing;
 mod encode;
-mod queue;
-mod kafka;
-mod spool;
 mod bridge;
-mod runtime;
-mod clock;
-mod metrics;
-mod log;
-mod fast;
+mod log_sink;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
@@ -36,9 +27,11 @@ use rustler::{Atom, Encoder, Env, LocalPid, Term};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::bridge::{Bridge, Emitted};
-use crate::event::{DecodeError, Event, EventKind};
+use crate::event::{DecodeError, Event};
+use kafka_bridge_core::event_kind::EventKind;
+use kafka_bridge_core::{config, kafka, log, metrics};
 use crate::nif::handle;
-use crate::runtime::ConnectionState;
+use kafka_bridge_core::runtime::ConnectionState;
 
 mod atoms {
     rustler::atoms! {
@@ -114,7 +107,8 @@ fn start<'a>(env: Env<'a>, config: Term<'a>, node: Term<'a>, log_pid: Term<'a>) 
     guarded(env, || {
         let config = parse_config(config)?;
         let node = terms::text(node).ok_or("node: expected an atom")?.into_owned();
-        let logger = log::Logger::new(log_pid.decode::<LocalPid>().ok());
+        let sink = log_pid.decode::<LocalPid>().ok().map(|pid| Box::new(log_sink::ProcessSink(pid)) as Box<dyn log::LogSink>);
+        let logger = log::Logger::new(sink);
         let bridge = Bridge::start(config, node, logger)?;
         let hooks = enabled_hooks(env, &bridge);
         Ok((atoms::ok(), handle::new_handle(env, bridge), hooks).encode(env))
@@ -284,10 +278,3 @@ fn atom_map<'a>(env: Env<'a>, fields: impl IntoIterator<Item = (&'static str, Te
 fn noop(_term: Term) -> Atom {
     atoms::ok()
 }
-
-
-#[cfg(test)]
-mod test_stubs;
-
-#[cfg(test)]
-mod layout_check;

@@ -33,8 +33,10 @@ impl<'a, const N: usize> Elements<'a, N> {
 
     /// The raw words, which are equal exactly when the terms are the same
     /// immediate or the same heap object.
-    pub fn raw(&self) -> &'a [ErlNifTerm; N] {
-        self.raw
+    pub fn raw_words(&self) -> [usize; N] {
+        // SAFETY: `ErlNifTerm` is `#[repr(transparent)]` over `usize`, so
+        // the arrays have the same layout.
+        unsafe { *(self.raw as *const [ErlNifTerm; N] as *const [usize; N]) }
     }
 }
 

@@ -4,13 +4,16 @@
 
 use serde_json::ser::Formatter;
 
-use crate::event::{atoms, Event, EventKind};
+use kafka_bridge_core::event_kind::EventKind;
+use kafka_bridge_core::json::hex::hex_into;
+use kafka_bridge_core::json::object::{Object, Payload};
+
+use crate::event::{atoms, Event};
 use crate::terms;
 use crate::encode::fields::{field, message_timestamp, now_ms};
-use crate::encode::headers::hex_into;
 use crate::encode::options::EncodeOptions;
+use crate::encode::term_entries::TermEntries;
 use crate::encode::term_json::{PubProps, ReasonText, TermJson};
-use crate::encode::writer::{Object, Payload};
 
 pub fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
     map.const_entry("event", event.kind.hook_point());
@@ -74,7 +77,7 @@ pub fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, 
             map.int_term_entry("qos", Some(message.qos()))?;
             let retain = terms::map_get(message.flags(), atoms::retain()).and_then(terms::as_bool).unwrap_or(false);
             map.bool_entry("retain", retain);
-            let payload = Payload::of(message, options.payload_encoding);
+            let payload = Payload::of(message.payload, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
             map.const_entry("payload_encoding", payload.encoding_name());
             map.address_entry("peerhost", field(headers, atoms::peerhost()))?;

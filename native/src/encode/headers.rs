@@ -1,16 +1,15 @@
 //! Kafka record headers: the metadata of `payload_encoding = raw`, and
 //! MQTT 5 User-Properties.
 
-
-
 use std::borrow::Cow;
+
+use kafka_bridge_core::event_kind::EventFields;
+use kafka_bridge_core::json::hex::hex_into;
+use kafka_bridge_core::queue::Headers;
 
 use crate::event::{atoms, Event, Message};
 use crate::terms;
 use crate::encode::fields::message_timestamp;
-
-/// Kafka headers of one record.
-pub type Headers = Vec<(Cow<'static, str>, Vec<u8>)>;
 
 pub fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
     let mut id = [0u8; 32];
@@ -45,15 +44,4 @@ pub fn user_properties(message: &Message) -> Headers {
         }
     }
     out
-}
-
-/// Writes `bytes` as lowercase hex into `out`, returning the length written.
-pub fn hex_into(bytes: &[u8], out: &mut [u8; 32]) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let n = bytes.len().min(16);
-    for (i, b) in bytes[..n].iter().enumerate() {
-        out[2 * i] = DIGITS[(b >> 4) as usize];
-        out[2 * i + 1] = DIGITS[(b & 15) as usize];
-    }
-    2 * n
 }

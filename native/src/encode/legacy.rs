@@ -1,16 +1,16 @@
 //! `format = legacy`: the 2016 emqttd_plugin_kafka_bridge's JSON
 //! (mochijson2's field order, names and escaping).
 
-use std::io::{self, Write};
-
-
 use serde_json::ser::Formatter;
 
-use crate::event::{Event, EventKind};
+use kafka_bridge_core::event_kind::{EventFields, EventKind};
+use kafka_bridge_core::json::object::{Object, Payload};
+
+use crate::event::Event;
 use crate::encode::fields::{message_timestamp, now_ms};
 use crate::encode::options::EncodeOptions;
+use crate::encode::term_entries::TermEntries;
 use crate::encode::term_json::{ReasonText, TermJson};
-use crate::encode::writer::{Object, Payload};
 
 /// The seed plugin's (emqttd_plugin_kafka_bridge, mochijson2) field order and names.
 pub fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
@@ -46,7 +46,7 @@ pub fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions
                 map.term_entry("from", Some(message.from()))?;
             }
             map.str_entry("topic", message.topic)?;
-            let payload = Payload::of(message, options.payload_encoding);
+            let payload = Payload::of(message.payload, options.payload_encoding);
             map.payload_entry("payload", &payload)?;
             map.serialize_entry("qos", &TermJson(Some(message.qos())))?;
             if event.kind == EventKind::MessageDropped {
@@ -61,27 +61,4 @@ pub fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions
     map.str_entry("cluster_node", options.node)?;
     map.serialize_entry("ts", &seconds)?;
     map.end()
-}
-
-/// serde_json output escaped the way mochijson2 escapes: every character
-/// from U+007F up as a lowercase `\uXXXX` (surrogate pairs above U+FFFF).
-#[derive(Clone)]
-pub struct MochiFormatter;
-
-impl Formatter for MochiFormatter {
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if (c as u32) < 0x7f {
-                continue;
-            }
-            writer.write_all(&fragment.as_bytes()[start..i])?;
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                write!(writer, "\\u{:04x}", unit)?;
-            }
-            start = i + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
 }

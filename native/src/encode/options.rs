@@ -1,6 +1,6 @@
 //! What the encoder needs besides the event.
 
-use crate::config::{Format, PayloadEncoding};
+use kafka_bridge_core::config::{Format, PayloadEncoding};
 
 /// What the encoder needs besides the event.
 pub struct EncodeOptions<'o> {

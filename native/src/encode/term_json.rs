@@ -6,9 +6,9 @@ use rustler::types::map::MapIterator;
 use rustler::{Term, TermType};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-use crate::fast::peerhost::Ipv4Text;
+use kafka_bridge_core::fast::peerhost::Ipv4Text;
 use crate::terms;
-use crate::encode::base64_json::Base64;
+use kafka_bridge_core::json::base64_json::Base64;
 
 /// A disconnect or drop reason as text: atoms by name, anything else printed.
 pub struct ReasonText<'a>(pub Option<Term<'a>>);

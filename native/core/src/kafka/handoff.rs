@@ -20,10 +20,9 @@ use rdkafka::error::{IsError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::util::IntoOpaque;
 
-use crate::encode::headers::Headers;
 use crate::kafka::context::Context;
 use crate::kafka::in_flight::{InFlight, Tag};
-use crate::queue::Record;
+use crate::queue::{Headers, Record};
 use crate::runtime::Shared;
 
 

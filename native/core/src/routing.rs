@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::template::{KeySpec, TopicSpec};
 use crate::config::topic_filter::FilterTrie;
 use crate::config::{Config, Format, PayloadEncoding};
-use crate::event::{Event, EventKind};
+use crate::event_kind::{EventFields, EventKind};
 
 #[derive(Debug)]
 pub struct EventRoute {
@@ -87,10 +87,11 @@ impl Routing {
     }
 
     /// Where an event goes, or `None` when it is disabled or filtered out.
-    pub fn target<'e>(&self, event: &Event<'e>) -> Option<Target<'e>> {
-        let config = self.events[event.kind.index()].as_ref()?;
+    pub fn target<'e, E: EventFields<'e>>(&self, event: &E) -> Option<Target<'e>> {
+        let kind = event.kind();
+        let config = self.events[kind.index()].as_ref()?;
         let mqtt_topic = event.mqtt_topic();
-        if event.kind.has_message() {
+        if kind.has_message() {
             let topic = mqtt_topic.unwrap_or_default();
             let passes = match &config.filters {
                 None => !topic.starts_with('$'),

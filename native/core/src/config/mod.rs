@@ -10,7 +10,7 @@ pub mod security;
 pub mod template;
 pub mod topic_filter;
 
-use crate::event::EventKind;
+use crate::event_kind::EventKind;
 use security::{SaslConfig, SaslMechanism, TlsConfig};
 use template::{KeySpec, TopicSpec};
 
@@ -84,6 +84,25 @@ pub struct BufferConfig {
     pub flush_timeout_ms: u64,
     pub mode: BufferMode,
     pub spool: SpoolConfig,
+}
+
+impl BufferConfig {
+    /// Whether a change to `new` needs a new producer: every key but
+    /// `flush_timeout` shapes librdkafka's share of the budget or the spool.
+    pub fn needs_new_producer(&self, new: &BufferConfig) -> bool {
+        let ignoring_flush_timeout = BufferConfig { flush_timeout_ms: self.flush_timeout_ms, ..new.clone() };
+        *self != ignoring_flush_timeout
+    }
+
+    /// The queue's share of the budget, as (messages, bytes). In disk and
+    /// hybrid modes the spool thread takes records from the queue as they
+    /// come, and librdkafka holds the other half.
+    pub fn queue_limits(&self) -> (usize, usize) {
+        match self.mode {
+            BufferMode::Memory => (self.max_messages, self.max_bytes),
+            BufferMode::Disk | BufferMode::Hybrid => ((self.max_messages / 2).max(1), (self.max_bytes / 2).max(1)),
+        }
+    }
 }
 
 /// The disk spool, used by the `disk` and `hybrid` modes.
@@ -554,6 +573,36 @@ mod tests {
         json!({"kafka": {"bootstrap_servers": "127.0.0.1:9092"}})
     }
 
+    fn buffer(overrides: Value) -> BufferConfig {
+        let mut value = minimal();
+        value["buffer"] = overrides;
+        parse(&value).unwrap().buffer
+    }
+
+    #[test]
+    fn only_flush_timeout_keeps_the_producer() {
+        let base = buffer(json!({}));
+        assert!(!base.needs_new_producer(&buffer(json!({"flush_timeout": 1}))));
+        for change in [
+            json!({"max_messages": 7}),
+            json!({"max_bytes": 1 << 24}),
+            json!({"overflow": "drop_oldest"}),
+            json!({"mode": "disk"}),
+            json!({"dir": "/tmp/elsewhere"}),
+            json!({"fsync": "none"}),
+            json!({"spill_after": 1}),
+        ] {
+            assert!(base.needs_new_producer(&buffer(change.clone())), "{change}");
+        }
+    }
+
+    #[test]
+    fn spool_modes_give_the_queue_half_the_budget() {
+        assert_eq!(buffer(json!({"max_messages": 10, "max_bytes": 1 << 24})).queue_limits(), (10, 1 << 24));
+        let disk = buffer(json!({"mode": "disk", "max_messages": 10, "max_bytes": 1 << 24}));
+        assert_eq!(disk.queue_limits(), (5, 1 << 23));
+    }
+
     #[test]
     fn defaults_apply() {
         let config = parse(&minimal()).unwrap();
@@ -634,7 +683,7 @@ mod tests {
     /// a margin: a stop that hangs is killed, one that flushes is not.
     #[test]
     fn supervisor_shutdown_outlasts_the_longest_flush() {
-        let sup = std::fs::read_to_string("../erl_src/emqx_plugin_kafka_bridge_sup.erl").unwrap();
+        let sup = std::fs::read_to_string(crate::repo_file("erl_src/emqx_plugin_kafka_bridge_sup.erl")).unwrap();
         let line = sup.lines().find(|l| l.starts_with("-define(SHUTDOWN_MS,")).unwrap();
         let shutdown_ms: u64 = line.trim_start_matches("-define(SHUTDOWN_MS,").trim_end_matches(").").trim().parse().unwrap();
         let margin = shutdown_ms.checked_sub(MAX_FLUSH_TIMEOUT_MS).expect("shutdown shorter than the longest flush");
@@ -714,7 +763,7 @@ mod shipped_files {
                 BadValue(e) => panic!("bad value in config.hocon: {e}"),
             }
         }
-        to_json(hocon::HoconLoader::new().load_file("../priv/config.hocon").unwrap().hocon().unwrap())
+        to_json(hocon::HoconLoader::new().load_file(crate::repo_file("priv/config.hocon")).unwrap().hocon().unwrap())
     }
 
     #[test]
@@ -745,7 +794,7 @@ mod shipped_files {
     /// (test/config_schema_test.py) checks for the dashboard and EMQX.
     #[test]
     fn plugin_refuses_exactly_the_listed_cases() {
-        let text = std::fs::read_to_string("../test/config_cases.json").unwrap();
+        let text = std::fs::read_to_string(crate::repo_file("test/config_cases.json")).unwrap();
         let cases: Value = serde_json::from_str(&text).unwrap();
         let mut wrong = Vec::new();
         for case in cases["cases"].as_array().unwrap() {
@@ -763,7 +812,7 @@ mod shipped_files {
 
     #[test]
     fn avro_schema_defaults_match_and_cover_every_key() {
-        let text = std::fs::read_to_string("../priv/config_schema.avsc").unwrap();
+        let text = std::fs::read_to_string(crate::repo_file("priv/config_schema.avsc")).unwrap();
         let schema: Value = serde_json::from_str(&text).unwrap();
         let from_schema = avro_defaults(&schema);
         assert_eq!(parse(&from_schema).unwrap(), defaults());

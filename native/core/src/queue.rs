@@ -4,6 +4,7 @@
 //! cover this queue plus what librdkafka still holds, so memory stays
 //! bounded during a broker outage. Pushing never blocks.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,13 +12,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::Overflow;
-use crate::encode::headers::Headers;
 use crate::metrics::{inc, Metrics};
 
 /// Memory per record beyond its key, value and topic: the channel slot and
 /// allocator rounding here, and librdkafka's message header (~200 bytes)
 /// once it is there. Counting it keeps `max_bytes` a bound on real memory.
 const RECORD_OVERHEAD: usize = 256;
+
+/// Kafka headers of one record: the metadata of `payload_encoding = raw`,
+/// and MQTT 5 User-Properties (names may repeat, as in MQTT).
+pub type Headers = Vec<(Cow<'static, str>, Vec<u8>)>;
 
 /// One Kafka record waiting for the producer.
 pub struct Record {

@@ -1,17 +1,13 @@
 //! The JSON writer both formats use: an object written entry by entry
-//! with constant keys, and the payload as text or base64.
+//! with constant keys, and the payload as text or base64. (Entries read
+//! from Erlang terms are added by the NIF's `encode::term_entries`.)
 
-use rustler::Term;
 use serde::ser::Serialize;
 use serde_json::ser::Formatter;
 
 use crate::config::PayloadEncoding;
-use crate::event::Message;
-use crate::fast::peerhost;
 use crate::fast::plain_text::is_plain_ascii;
-use crate::terms;
-use crate::encode::base64_json::base64_into;
-use crate::encode::term_json::TermJson;
+use crate::json::base64_json::base64_into;
 
 /// A JSON object written entry by entry: serde_json writes every value,
 /// and the keys, which are this file's own constants, are copied as they
@@ -114,54 +110,6 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         self.entry(key, if value { b"true" } else { b"false" }, false);
     }
 
-    /// A term as JSON, with the usual binary (a clientid, a username) on the
-    /// plain-text path.
-    #[inline(always)]
-    pub fn term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.and_then(terms::binary) {
-            Some(bytes) if is_plain_ascii(bytes) => {
-                self.quoted_entry(key, bytes);
-                Ok(())
-            }
-            _ => self.serialize_entry(key, &TermJson(term)),
-        }
-    }
-
-    /// An integer term of milliseconds as whole seconds (as `div 1000`);
-    /// anything else as `term_entry`.
-    pub fn seconds_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.map(|t| t.decode::<i64>()) {
-            Some(Ok(ms)) => {
-                self.int_entry(key, ms / 1000);
-                Ok(())
-            }
-            _ => self.term_entry(key, term),
-        }
-    }
-
-    /// An integer term (a QoS, a port) as it is; anything else as `term_entry`.
-    pub fn int_term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.map(|t| t.decode::<i64>()) {
-            Some(Ok(value)) => {
-                self.int_entry(key, value);
-                Ok(())
-            }
-            _ => self.term_entry(key, term),
-        }
-    }
-
-    /// An IPv4 address tuple (the usual peerhost) as dotted-quad text;
-    /// anything else as `term_entry`.
-    pub fn address_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
-        match term.and_then(peerhost::ipv4_text) {
-            Some(text) => {
-                self.quoted_entry(key, text.as_str().as_bytes());
-                Ok(())
-            }
-            None => self.term_entry(key, term),
-        }
-    }
-
     /// Plain text is copied and base64 encoded straight into the output;
     /// neither needs escaping.
     pub fn payload_entry(&mut self, key: &'static str, payload: &Payload) -> Result<(), serde_json::Error> {
@@ -193,11 +141,7 @@ pub enum Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
-    pub fn of(message: &'a Message, encoding: PayloadEncoding) -> Payload<'a> {
-        Payload::of_bytes(message.payload, encoding)
-    }
-
-    pub fn of_bytes(bytes: &'a [u8], encoding: PayloadEncoding) -> Payload<'a> {
+    pub fn of(bytes: &'a [u8], encoding: PayloadEncoding) -> Payload<'a> {
         match encoding {
             PayloadEncoding::Auto if is_plain_ascii(bytes) => Payload::Plain(bytes),
             PayloadEncoding::Auto => std::str::from_utf8(bytes).map_or(Payload::Base64(bytes), Payload::Text),

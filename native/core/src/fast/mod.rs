@@ -15,8 +15,8 @@
 //!   sparing five calls into the VM and a format per message. 100 B hook
 //!   557-571 -> 557-561 ns (049aca9, within noise on its own, kept because
 //!   it removes VM calls that grow with scheduler contention). Guard:
-//!   "hook cost, 100 B payload". Remove: format the tuple in `text_of` each
-//!   time.
+//!   "hook cost, 100 B payload". Remove: `address_entry` (the NIF's
+//!   `encode/term_entries.rs`) formats `ipv4_octets` each time.
 //! - `record_buffer`: the next record's allocation made and prefetched for
 //!   writing at the end of each hook call, so the copy does not stall on
 //!   cache lines last written by the producer thread. 100 B hook 483-498 ->
@@ -28,15 +28,15 @@
 //!   before, none after). 100 B hook ~1.23 -> ~0.99 us, 1 KB ~1.84 -> ~1.61
 //!   us with the broker up (5109f8d). Guard: "hook cost, 1024 B payload" and
 //!   "end to end". Remove: drop the `tune()` call in `Bridge::start`.
-//! - The bridge's resource (`nif::handle`): the resource type's pointer is
-//!   kept from load instead of rustler's per-call `TypeId` registry lookup
-//!   (~3% of a 100 B hook in perf). 532-534 -> 501-509 ns (c69da51). Guard:
+//! - The bridge's resource (the NIF's `nif/handle.rs`): the resource
+//!   type's pointer is kept from load instead of rustler's per-call
+//!   `TypeId` registry lookup (~3% of a 100 B hook in perf). 532-534 -> 501-509 ns (c69da51). Guard:
 //!   "hook cost, 100 B payload". Remove: a `rustler::Resource` with
 //!   `ResourceArc<Bridge>`, which also needs the load/upgrade takeover in
 //!   `nif::handle` reworked.
-//! - The global allocator (`lib.rs`): mimalloc frees records allocated on a
-//!   scheduler on the producer thread without glibc's arena lock (futex
-//!   waits on the hook path in perf). Guard: "8 processes". Remove: delete
+//! - The global allocator (the NIF's `lib.rs`): mimalloc frees records
+//!   allocated on a scheduler on the producer thread without glibc's arena
+//!   lock (futex waits on the hook path in perf). Guard: "8 processes". Remove: delete
 //!   the `#[global_allocator]`.
 
 pub mod libc_malloc;

@@ -7,8 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::clock::Now;
-use crate::encode::headers::Headers;
-use crate::queue::Record;
+use crate::queue::{Headers, Record};
 
 /// The length and CRC before each body.
 pub const HEADER_BYTES: u64 = 8;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::event_kind::EventFields;
 
 const PLACEHOLDERS: [&str; 3] = ["clientid", "username", "topic"];
 /// Kafka's limit on topic names.
@@ -57,7 +57,7 @@ impl Template {
     }
 
     /// Fills the placeholders; missing values render as empty text.
-    pub fn render(&self, event: &Event) -> String {
+    pub fn render<'e, E: EventFields<'e>>(&self, event: &E) -> String {
         let mut out = String::new();
         for part in &self.0 {
             match part {
@@ -113,7 +113,7 @@ impl TopicSpec {
         Ok(TopicSpec::Fixed(text.into()))
     }
 
-    pub fn resolve(&self, event: &Event) -> Arc<str> {
+    pub fn resolve<'e, E: EventFields<'e>>(&self, event: &E) -> Arc<str> {
         match self {
             TopicSpec::Fixed(name) => name.clone(),
             TopicSpec::Template(template) => sanitize_topic(&template.render(event)).into(),
@@ -152,7 +152,7 @@ impl KeySpec {
         })
     }
 
-    pub fn resolve<'e>(&self, event: &Event<'e>) -> Option<Cow<'e, str>> {
+    pub fn resolve<'e, E: EventFields<'e>>(&self, event: &E) -> Option<Cow<'e, str>> {
         match self {
             KeySpec::ClientId => event.clientid(),
             KeySpec::Topic => event.mqtt_topic().map(Cow::Borrowed),

@@ -11,10 +11,8 @@
 
 use std::cell::Cell;
 
-use rustler::sys::ErlNifTerm;
-use rustler::Term;
-
-use crate::terms::{ipv4_octets, tuple};
+/// A tuple's elements as the VM's raw term words (`ERL_NIF_TERM`).
+pub type RawElements = [usize; 4];
 
 /// Dotted-quad text, at most 15 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -54,7 +52,7 @@ impl Ipv4Text {
 
 #[derive(Clone, Copy)]
 struct Remembered {
-    elements: [ErlNifTerm; 4],
+    elements: RawElements,
     text: Ipv4Text,
 }
 
@@ -62,14 +60,15 @@ thread_local! {
     static LAST: Cell<Option<Remembered>> = const { Cell::new(None) };
 }
 
-/// The text of `term` when it is an IPv4 address tuple.
-pub fn ipv4_text(term: Term) -> Option<Ipv4Text> {
-    let elements = tuple::<4>(term)?;
-    let raw = *elements.raw();
+/// The text of the address whose 4-tuple has the elements `raw`;
+/// `octets` reads them (`None`: not an IPv4 address) unless they are the
+/// last ones this thread saw.
+#[inline]
+pub fn ipv4_text(raw: RawElements, octets: impl FnOnce() -> Option<[u8; 4]>) -> Option<Ipv4Text> {
     if let Some(last) = LAST.get().filter(|last| last.elements == raw) {
         return Some(last.text);
     }
-    let text = Ipv4Text::new(ipv4_octets(elements)?);
+    let text = Ipv4Text::new(octets()?);
     LAST.set(Some(Remembered { elements: raw, text }));
     Some(text)
 }
