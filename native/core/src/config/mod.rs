@@ -543,7 +543,7 @@ fn check_bootstrap_servers(list: &str) -> Result<(), String> {
             },
         };
         let host_ok = !host.is_empty() && !host.contains(|c: char| c.is_whitespace() || "/[],".contains(c));
-        let port_ok = port.map_or(true, |p| {
+        let port_ok = port.is_none_or(|p| {
             p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && matches!(p.parse::<u32>(), Ok(1..=65535))
         });
         if !host_ok || !port_ok {

@@ -99,7 +99,7 @@ impl<'w, F: Formatter + Clone> Object<'w, F> {
         self.digits_entry(key, itoa::Buffer::new().format(value));
     }
 
-    /// A number already written out (see `write_emqx`'s timestamp).
+    /// A number already written out (the NIF's `write_emqx` writes its timestamp so).
     #[inline(always)]
     pub fn digits_entry(&mut self, key: &'static str, digits: &str) {
         self.entry(key, digits.as_bytes(), false);
