@@ -26,12 +26,13 @@ use rustler::{Atom, Encoder, Env, LocalPid, Term};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use kafka_bridge_core::event_kind::EventKind;
+use kafka_bridge_core::runtime::ConnectionState;
+use kafka_bridge_core::{config, kafka, log, metrics};
+
 use crate::bridge::{Bridge, Emitted};
 use crate::event::{DecodeError, Event};
-use kafka_bridge_core::event_kind::EventKind;
-use kafka_bridge_core::{config, kafka, log, metrics};
 use crate::nif::handle;
-use kafka_bridge_core::runtime::ConnectionState;
 
 mod atoms {
     rustler::atoms! {

@@ -1,14 +1,14 @@
 //! Erlang terms as JSON: reasons, properties and any other term a field
 //! may hold, bounded in depth and size.
 
-
 use rustler::types::map::MapIterator;
 use rustler::{Term, TermType};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 use kafka_bridge_core::fast::peerhost::Ipv4Text;
-use crate::terms;
 use kafka_bridge_core::json::base64_json::Base64;
+
+use crate::terms;
 
 /// A disconnect or drop reason as text: atoms by name, anything else printed.
 pub struct ReasonText<'a>(pub Option<Term<'a>>);
