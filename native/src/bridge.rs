@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 
 use kafka_bridge_core::config::{BufferConfig, BufferMode, Config};
 use kafka_bridge_core::kafka::producer::ProducerHandle;
-use kafka_bridge_core::log::Logger;
+use kafka_bridge_core::log::{Level, Logger};
 use kafka_bridge_core::metrics::inc;
 use kafka_bridge_core::queue::{Pushed, Queue, Record};
 use kafka_bridge_core::routing::Routing;
@@ -198,7 +198,7 @@ impl Bridge {
                  ({}) and are sent when disk or hybrid mode is on again",
                 old.spool.dir
             );
-            self.shared.logger.limited(kafka_bridge_core::log::Level::Warning, "spool_left_behind", "", &text);
+            self.shared.logger.limited(Level::Warning, "spool_left_behind", "", &text);
         }
     }
 

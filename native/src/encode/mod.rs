@@ -25,8 +25,6 @@ use headers::{raw_headers, user_properties};
 use options::EncodeOptions;
 use legacy::write_legacy;
 
-
-
 /// Appends the record value for `event` to `out`; returns its headers.
 pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Result<Option<Headers>, String> {
     let mut headers: Option<Headers> = None;

@@ -83,4 +83,18 @@ mod tests {
             assert_eq!(Ipv4Text::new(octets).as_str(), std::net::Ipv4Addr::from(octets).to_string());
         }
     }
+
+    /// The same raw words reuse the text without reading the tuple; other
+    /// words are read, and a tuple that is no address is not remembered.
+    #[test]
+    fn the_last_tuple_is_remembered_per_thread() {
+        let unread = || -> Option<[u8; 4]> { panic!("read the tuple again") };
+        assert_eq!(ipv4_text([1, 2, 3, 4], || Some([10, 0, 0, 1])).unwrap().as_str(), "10.0.0.1");
+        assert_eq!(ipv4_text([1, 2, 3, 4], unread).unwrap().as_str(), "10.0.0.1");
+        assert_eq!(ipv4_text([1, 2, 3, 5], || None), None);
+        assert_eq!(ipv4_text([1, 2, 3, 4], unread).unwrap().as_str(), "10.0.0.1");
+        assert_eq!(ipv4_text([5, 6, 7, 8], || Some([192, 0, 2, 7])).unwrap().as_str(), "192.0.2.7");
+        let other_thread = std::thread::spawn(|| ipv4_text([5, 6, 7, 8], || Some([1, 1, 1, 1])).unwrap());
+        assert_eq!(other_thread.join().unwrap().as_str(), "1.1.1.1");
+    }
 }

@@ -23,15 +23,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Fsync, SpoolConfig};
-use crate::log::Level;
-use crate::runtime::Shared;
-use crate::queue::Record;
 mod codec;
 mod counters;
 pub mod dir;
 
 use crate::clock::Now;
+use crate::config::{Fsync, SpoolConfig};
+use crate::log::Level;
+use crate::queue::Record;
+use crate::runtime::Shared;
 use codec::{count_records, decode_record, encode_record, parse_header, Header, HEADER_BYTES, MAX_BODY_BYTES};
 use counters::{read_committed, read_sealed, write_committed, write_sealed};
 use dir::{create_segment, remove_segment_files, segment_path, SpoolDir};
