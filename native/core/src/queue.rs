@@ -53,22 +53,26 @@ impl Record {
 /// waking it. A receiver blocked on the channel costs the next push a futex
 /// wake-up, more than the rest of a hook call; so while records keep coming
 /// the thread naps on its own (on librdkafka's poll) and blocks on the
-/// channel only once the queue has been quiet for `QUIET`.
+/// channel only once the queue has been quiet for a nap, and at least
+/// `QUIET`.
 pub struct Waiter {
     last_record: Instant,
     nap: Duration,
+    quiet: Duration,
 }
 
 const QUIET: Duration = Duration::from_millis(20);
-/// The longest nap: it stays well below `QUIET`.
-const MAX_NAP: Duration = Duration::from_millis(5);
-const MIN_NAP: Duration = Duration::from_millis(1);
+/// The longest nap: the thread also serves delivery reports and stops
+/// between naps.
+pub const MAX_NAP: Duration = Duration::from_millis(100);
+pub const MIN_NAP: Duration = Duration::from_millis(1);
 
 impl Waiter {
     /// `nap`, clamped to `MIN_NAP..=MAX_NAP`: how long to wait between
     /// looks at the queue while records keep coming.
     pub fn new(nap: Duration) -> Waiter {
-        Waiter { last_record: Instant::now(), nap: nap.clamp(MIN_NAP, MAX_NAP) }
+        let nap = nap.clamp(MIN_NAP, MAX_NAP);
+        Waiter { last_record: Instant::now(), nap, quiet: nap.max(QUIET) }
     }
 
     /// The next record within `wait` (none when `wait` is zero and the queue
@@ -77,7 +81,7 @@ impl Waiter {
         let record = match rx.try_recv() {
             Ok(record) => Some(record),
             Err(_) if wait.is_zero() => None,
-            Err(_) if self.last_record.elapsed() < QUIET => {
+            Err(_) if self.last_record.elapsed() < self.quiet => {
                 nap(self.nap.min(wait));
                 rx.try_recv().ok()
             }

@@ -21,15 +21,6 @@ use crate::runtime::Shared;
 /// Records handed to librdkafka between two polls.
 const BATCH: usize = 1024;
 
-/// How long the thread naps between looks at the queue while records keep
-/// coming, for librdkafka's `linger`: it holds each partition's batch that
-/// long anyway, so a quarter of it adds little to a record's latency, and
-/// each look saved is a timer, a sleep and a wake-up on cold caches
-/// (`Waiter` bounds it).
-pub fn nap(linger: Duration) -> Duration {
-    linger / 4
-}
-
 pub fn run(
     mut producer: BaseProducer<Context>,
     mut renewal: Renewal,
@@ -47,7 +38,8 @@ pub fn run(
     let mut names = TopicNames::default();
     while lifecycle.is_running() {
         if batch.is_empty() {
-            let wait = Duration::from_millis(if shared.metrics.inflight.load(Relaxed) > 0 { 5 } else { 50 });
+            // Deliveries are served once per nap, as records are handed over.
+            let wait = if shared.metrics.inflight.load(Relaxed) > 0 { nap } else { Duration::from_millis(50) };
             if take_limit(&shared, 0) == 0 || renewal.must_pause(&names) {
                 poll(&producer, wait);
                 renewal.poll_draining(&shared);

@@ -15,7 +15,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 
 use crate::config::{BufferConfig, BufferMode, KafkaConfig};
-use crate::kafka::client::{client_config, config_error, linger};
+use crate::kafka::client::{client_config, config_error, Linger};
 use crate::kafka::context::Context;
 use crate::kafka::delivery::{Deliveries, MemoryDeliveries, SpoolDeliveries};
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
@@ -23,6 +23,7 @@ use crate::kafka::renewal::{MakeProducer, Renewal};
 use crate::kafka::topic_creator::TopicCreator;
 use crate::kafka::{memory_loop, spool_loop};
 use crate::log::Level;
+use crate::queue::MIN_NAP;
 use crate::runtime::{ConnectionState, Shared};
 use crate::spool::Spool;
 
@@ -79,7 +80,7 @@ impl ProducerHandle {
             (std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst)).then_some(INJECT_PANIC_ENV);
         let spill_after = (buffer.mode == BufferMode::Hybrid).then(|| Duration::from_millis(buffer.spool.spill_after_ms));
         let overflow = buffer.overflow;
-        let nap = memory_loop::nap(linger(kafka));
+        let nap = Linger::of(kafka).map_or(MIN_NAP, |linger| linger.handover_every);
         let thread = {
             let (lifecycle, deadline) = (lifecycle.clone(), deadline.clone());
             std::thread::Builder::new()
