@@ -317,4 +317,28 @@ mod tests {
         assert_eq!(kept, vec![4, 5]);
         assert_eq!(metrics.dropped_queue_full.load(Relaxed), 3);
     }
+
+    /// While records keep coming the thread naps a whole linger, however
+    /// long; after a nap without records it waits on the channel, where the
+    /// next push wakes it.
+    #[test]
+    fn the_waiter_naps_a_whole_linger_then_blocks_once_quiet() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut waiter = Waiter::new(Duration::from_millis(80));
+        let mut naps = Vec::new();
+        assert!(waiter.recv(&rx, Duration::from_secs(1), |nap| naps.push(nap)).is_none());
+        assert_eq!(naps, [Duration::from_millis(80)]);
+        // Half a nap since the last look: still napping.
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(waiter.recv(&rx, Duration::from_secs(1), |nap| naps.push(nap)).is_none());
+        assert_eq!(naps.len(), 2);
+        std::thread::sleep(Duration::from_millis(81));
+        let pusher = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            tx.send(record(1)).unwrap();
+        });
+        assert!(waiter.recv(&rx, Duration::from_secs(10), |nap| naps.push(nap)).is_some());
+        assert_eq!(naps.len(), 2);
+        pusher.join().unwrap();
+    }
 }
