@@ -49,7 +49,6 @@ pub fn client_config(kafka: &KafkaConfig, buffer: &BufferConfig) -> ClientConfig
 /// then for librdkafka's whole linger), and the thread wakes once per
 /// linger instead of four times: a wake-up on cold caches costs more than
 /// the records it moves at moderate rates (bench/NOTES.md).
-#[derive(Debug, PartialEq)]
 pub struct Linger {
     pub handover_every: Duration,
     pub librdkafka: Duration,
