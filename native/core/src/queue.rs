@@ -64,14 +64,21 @@ pub struct Waiter {
 const QUIET: Duration = Duration::from_millis(20);
 /// The longest nap: the thread also serves delivery reports and stops
 /// between naps.
-pub const MAX_NAP: Duration = Duration::from_millis(100);
+const MAX_NAP: Duration = Duration::from_millis(100);
 pub const MIN_NAP: Duration = Duration::from_millis(1);
 
+/// The nap a `Waiter` takes for a requested `nap`: clamped to
+/// `MIN_NAP..=MAX_NAP`. Memory mode's linger split (`kafka::client::Linger`)
+/// reads it here, so that librdkafka's share matches the real nap.
+pub fn nap_between_looks(nap: Duration) -> Duration {
+    nap.clamp(MIN_NAP, MAX_NAP)
+}
+
 impl Waiter {
-    /// `nap`, clamped to `MIN_NAP..=MAX_NAP`: how long to wait between
-    /// looks at the queue while records keep coming.
+    /// `nap_between_looks(nap)`: how long to wait between looks at the
+    /// queue while records keep coming.
     pub fn new(nap: Duration) -> Waiter {
-        let nap = nap.clamp(MIN_NAP, MAX_NAP);
+        let nap = nap_between_looks(nap);
         Waiter { last_record: Instant::now(), nap, quiet: nap.max(QUIET) }
     }
 

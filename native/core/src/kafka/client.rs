@@ -7,7 +7,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 
 use crate::config::{is_secret, BufferConfig, BufferMode, KafkaConfig};
-use crate::queue::{MAX_NAP, MIN_NAP};
+use crate::queue::nap_between_looks;
 
 /// librdkafka's share in disk and hybrid modes, at most.
 const SPOOL_INFLIGHT_KBYTES: usize = 64 * 1024;
@@ -68,7 +68,7 @@ impl Linger {
             .find(|(key, _)| key == "linger.ms" || key == "queue.buffering.max.ms")
             .and_then(|(_, value)| value.trim().parse::<f64>().ok())
             .and_then(|ms| Duration::try_from_secs_f64(ms / 1000.0).ok())?;
-        let handover_every = linger.clamp(MIN_NAP, MAX_NAP);
+        let handover_every = nap_between_looks(linger);
         let librdkafka = linger.saturating_sub(handover_every).max(linger.min(SEND_WITHIN));
         Some(Linger { handover_every, librdkafka })
     }
