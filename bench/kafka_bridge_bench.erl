@@ -23,7 +23,8 @@
 
 -export([main/0]).
 %% For kafka_bridge_paced.
--export([out/2, median/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0]).
+-export([out/2, median/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0,
+         sample_values/2]).
 
 -import(kafka_bridge_test_lib, [message/4, unique/1]).
 

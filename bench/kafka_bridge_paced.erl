@@ -11,6 +11,14 @@
 %% thread name: the schedulers that run the callers, dirty schedulers, the
 %% bridge's own threads, librdkafka's threads, and the rest of the VM.
 %% What the bridge adds per event is the hook run minus the empty-NIF run.
+%%
+%% Beside them, the floor: kafka_tool produce-raw-paced, a process of its
+%% own, hands the bridge's encoded records to librdkafka at the same rate
+%% and in the bridge's rhythm (a hand-over per ?HANDOVER_MS, librdkafka
+%% lingering ?RAW_LINGER_MS after it, as memory mode does with the default
+%% linger.ms of 20), from ready values and with nothing else to do. Its CPU
+%% per record is what librdkafka alone costs at that rate, which the
+%% bridge's producer thread and librdkafka's threads cannot go below.
 -module(kafka_bridge_paced).
 
 -export([main/0, run/1]).
@@ -26,6 +34,15 @@
 -define(JUNK_BYTES, (256 * 1024)).
 -define(COPY_BYTES, (32 * 1024)).
 -define(KINDS, [scheduler, dirty, bridge, librdkafka, other]).
+-define(HANDOVER_MS, 20).
+-define(RAW_LINGER_MS, 1).
+%% The librdkafka properties the bridge sets with its defaults
+%% (native/core/src/config/mod.rs) and the bench's big buffer
+%% (native/core/src/kafka/client.rs), as memory mode applies them.
+-define(RAW_PROPS, ["acks=all", "linger.ms=" ++ integer_to_list(?RAW_LINGER_MS), "compression.type=lz4",
+                    "partitioner=murmur2_random", "enable.idempotence=false", "message.max.bytes=2097152",
+                    "statistics.interval.ms=1000", "queue.buffering.max.messages=2000000",
+                    "queue.buffering.max.kbytes=2097151"]).
 
 main() ->
     run(os:getenv("BENCH_DIR")),
@@ -34,18 +51,19 @@ main() ->
 run(Dir) ->
     Msg = kafka_bridge_test_lib:message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>,
                                         kafka_bridge_bench:payload(100), #{}),
+    Values = kafka_bridge_bench:sample_values(Dir, Msg),
     kafka_bridge_bench:with_broker(
       Dir, fun(Broker) ->
                    Topic = kafka_bridge_test_lib:unique(<<"paced">>),
                    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
-                   Rounds = [[{Rate, one_rate(Broker, Topic, Msg, Rate)} || Rate <- ?RATES]
+                   Rounds = [[{Rate, one_rate(Broker, Topic, Msg, Values, Rate)} || Rate <- ?RATES]
                              || _ <- lists:seq(1, ?ROUNDS)],
                    Idle = [idle(Broker, Topic) || _ <- lists:seq(1, ?ROUNDS)],
                    report(Rounds, Idle)
            end).
 
-%% One round at one rate: the three loops, interleaved.
-one_rate(Broker, Topic, Msg, Rate) ->
+%% One round at one rate: the three loops and the floor, interleaved.
+one_rate(Broker, Topic, Msg, Values, Rate) ->
     Sink = spawn(fun kafka_bridge_bench:sink/0),
     Send = paced(fun() -> Sink ! Msg, ok end, Rate),
     exit(Sink, kill),
@@ -55,7 +73,28 @@ one_rate(Broker, Topic, Msg, Rate) ->
     Hook = paced(fun() -> {ok, _} = emqx_plugin_kafka_bridge:on_message_publish(Msg, Bridge), ok end, Rate,
                  fun(Events) -> #{dropped := 0} = kafka_bridge_bench:wait_delivered(Events) end),
     ok = kafka_bridge_test_lib:stop_bridge(),
-    #{send => Send, nif => Nif, hook => Hook}.
+    #{send => Send, nif => Nif, hook => Hook, raw => raw_floor(Broker, Values, Rate)}.
+
+%% µs of CPU per record of kafka_tool produce-raw-paced at Rate.
+raw_floor(Broker, Values, Rate) ->
+    Topic = kafka_bridge_test_lib:unique(<<"raw_paced">>),
+    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    Cmd = lists:flatten(io_lib:format("'~s' produce-raw-paced ~s '~s' '~s' bench-client-1 ~b ~b ~b ~s",
+                                      [kafka_bridge_test_lib:kafka_tool(), kafka_bridge_test_lib:bootstrap(Broker),
+                                       Topic, Values, Rate, ?SECONDS, ?HANDOVER_MS, string:join(?RAW_PROPS, " ")])),
+    Output = os:cmd(Cmd),
+    maybe_parsed(Output, fun({raw_paced, Records, CpuNs, _WallUs}) -> CpuNs / Records / 1000 end).
+
+maybe_parsed(Output, Take) ->
+    case erl_scan:string(Output) of
+        {ok, Tokens, _} ->
+            case erl_parse:parse_term(Tokens) of
+                {ok, Term} -> Take(Term);
+                _ -> error({kafka_tool, Output})
+            end;
+        _ ->
+            error({kafka_tool, Output})
+    end.
 
 wait_connected() ->
     ok = kafka_bridge_test_lib:wait_until(
@@ -166,11 +205,14 @@ report(Rounds, Idle) ->
     out("~n## CPU per event at paced rates~n~n"
         "~b processes, 100 B payload, format emqx, ~b s per rate and loop, ~b rounds (medians); before each call "
         "a process copies ~b KB of its own ~b KB of other data. CPU of every VM thread from "
-        "/proc/self/task/*/schedstat, until every event is delivered. Bridge adds = hook loop - empty-NIF loop.~n",
-        [?PROCS, ?SECONDS, ?ROUNDS, ?COPY_BYTES div 1024, ?JUNK_BYTES div 1024]),
+        "/proc/self/task/*/schedstat, until every event is delivered. Bridge adds = hook loop - empty-NIF loop. "
+        "Raw librdkafka: every thread of a process that hands the same encoded records to librdkafka at the "
+        "same rate, ~b ms apart, with librdkafka's linger.ms ~b (bench/kafka_bridge_paced.erl), the least the "
+        "producer thread and librdkafka can cost together.~n",
+        [?PROCS, ?SECONDS, ?ROUNDS, ?COPY_BYTES div 1024, ?JUNK_BYTES div 1024, ?HANDOVER_MS, ?RAW_LINGER_MS]),
     out("| offered/s | done/s | hook loop | empty NIF loop | `!` loop | bridge adds | of it: calling schedulers "
-        "| dirty | producer thread | librdkafka | other |", []),
-    out("|---|---|---|---|---|---|---|---|---|---|---|", []),
+        "| dirty | producer thread | librdkafka | other | raw librdkafka |", []),
+    out("|---|---|---|---|---|---|---|---|---|---|---|---|", []),
     Added = [report_rate(Rate, [maps:get(Rate, maps:from_list(R)) || R <- Rounds]) || Rate <- ?RATES],
     IdleTotal = median([lists:sum(maps:values(I)) || I <- Idle]),
     IdleBridge = median([maps:get(bridge, I) + maps:get(librdkafka, I) || I <- Idle]),
@@ -186,18 +228,23 @@ report_rate(Rate, Runs) ->
     Added = fun(Kind) -> Med(fun(#{hook := H, nif := N}) -> per_event(H, Kind) - per_event(N, Kind) end) end,
     Total = Med(fun(#{hook := H, nif := N}) -> per_event(H) - per_event(N) end),
     Sched = Added(scheduler),
-    out("| ~b | ~b | ~.2f us | ~.2f us | ~.2f us | **~.2f us** | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f |",
+    Raw = Med(fun(#{raw := R}) -> R end),
+    out("| ~b | ~b | ~.2f us | ~.2f us | ~.2f us | **~.2f us** | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f us |",
         [Rate, round(Done), Med(fun(#{hook := H}) -> per_event(H) end), Med(fun(#{nif := N}) -> per_event(N) end),
          Med(fun(#{send := S}) -> per_event(S) end), Total, Sched, Added(dirty), Added(bridge),
-         Added(librdkafka), Added(other)]),
-    {Rate, {Total, Sched, [round2(per_event(H) - per_event(N)) || #{hook := H, nif := N} <- Runs]}}.
+         Added(librdkafka), Added(other), Raw]),
+    Threads = Med(fun(#{hook := H}) -> per_event(H, bridge) + per_event(H, librdkafka) end),
+    {Rate, {Total, Sched, [round2(per_event(H) - per_event(N)) || #{hook := H, nif := N} <- Runs], Threads, Raw}}.
 
 goals(Added, IdleBridge) ->
-    {T50, S50, Runs50} = maps:get(50000, Added),
-    {T10, _, Runs10} = maps:get(10000, Added),
+    {T50, S50, Runs50, Threads50, Raw50} = maps:get(50000, Added),
+    {T10, _, Runs10, Threads10, Raw10} = maps:get(10000, Added),
     out("~ngoals (issue 21): at 50000/s bridge adds ~.2f us/event (goal <= 0.8; runs ~w), ~.2f us on the calling "
         "schedulers (goal <= 0.4); at 10000/s ~.2f us (runs ~w) = ~.2f x the 50000/s figure (goal <= 1.5); "
         "idle ~.2f % of a core (goal < 0.5)",
-        [T50, Runs50, S50, T10, Runs10, T10 / T50, IdleBridge]).
+        [T50, Runs50, S50, T10, Runs10, T10 / T50, IdleBridge]),
+    out("~nfloor: raw librdkafka alone costs ~.2f us/record at 50000/s and ~.2f at 10000/s (~.2f x); the bridge's "
+        "producer thread and librdkafka's threads ~.2f and ~.2f us/event, ~.2f and ~.2f x the floor",
+        [Raw50, Raw10, Raw10 / Raw50, Threads50, Threads10, Threads50 / Raw50, Threads10 / Raw10]).
 
 round2(X) -> round(X * 100) / 100.

@@ -22,9 +22,15 @@
 //!   values are the lines of FILE (cycled), keyed like the bridge, with the
 //!   given librdkafka properties, and prints `{raw, Count, Microseconds}.`
 //!   once every delivery report is in.
+//!
+//! `kafka_tool produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS [key=value ...]`
+//!   the paced benchmark's floor (raw_paced.rs): RATE records a second for
+//!   SECONDS, all keyed KEY, handed over every HANDOVER_MS, and prints
+//!   `{raw_paced, Records, CpuNanoseconds, WallMicroseconds}.`.
 
 mod etf;
 mod raw_batch;
+mod raw_paced;
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -45,8 +51,10 @@ fn main() {
         Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
         Some("hocon-term") if args.len() == 3 => hocon_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
+        Some("produce-raw-paced") if args.len() >= 8 => produce_raw_paced(&args[1..8], &args[8..]),
         _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT [k=v ...] | json-term FILE OUT | hocon-term FILE OUT \
-                  | produce-raw BROKERS TOPIC FILE COUNT [k=v ...]"
+                  | produce-raw BROKERS TOPIC FILE COUNT [k=v ...] \
+                  | produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS [k=v ...]"
             .into()),
     };
     if let Err(e) = result {
@@ -172,15 +180,41 @@ fn write_term(value: &serde_json::Value, out: &str) -> Result<(), String> {
     std::fs::write(out, term.0).map_err(|e| format!("{out}: {e}"))
 }
 
-fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[String]) -> Result<(), String> {
+fn produce_raw_paced(args: &[String], props: &[String]) -> Result<(), String> {
+    let [brokers, topic, file, key, rate, seconds, handover_ms] = args else {
+        return Err("produce-raw-paced takes 7 arguments before the properties".into());
+    };
     let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let values = lines(&data, file)?;
+    let config = producer_config(brokers, props)?;
+    let duration = Duration::from_secs(parse(seconds));
+    let handover = Duration::from_millis(parse(handover_ms));
+    let run = raw_paced::produce(&config, topic, &values, key.as_bytes(), parse(rate), duration, handover)?;
+    println!("{{raw_paced,{},{},{}}}.", run.records, run.cpu_ns, run.wall.as_micros());
+    std::io::stdout().flush().ok();
+    Ok(())
+}
+
+/// FILE's non-empty lines: the values to send.
+fn lines<'a>(data: &'a [u8], file: &str) -> Result<Vec<&'a [u8]>, String> {
     let values: Vec<&[u8]> = data.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
     if values.is_empty() {
         return Err(format!("{file} has no lines"));
     }
+    Ok(values)
+}
+
+fn producer_config(brokers: &str, props: &[String]) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     set_properties(&mut config, props)?;
+    Ok(config)
+}
+
+fn produce_raw(brokers: &str, topic: &str, file: &str, count: u64, props: &[String]) -> Result<(), String> {
+    let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let values = lines(&data, file)?;
+    let config = producer_config(brokers, props)?;
     let keys: Vec<String> = (0..64).map(|i| format!("client-{i}")).collect();
     let elapsed = raw_batch::produce(&config, topic, &values, &keys, count as usize)?;
     println!("{{raw,{count},{}}}.", elapsed.as_micros());

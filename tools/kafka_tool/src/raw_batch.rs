@@ -19,12 +19,7 @@ const UNASSIGNED_PARTITION: i32 = -1;
 /// and returns the time until every delivery report is in.
 pub fn produce(config: &ClientConfig, topic: &str, values: &[&[u8]], keys: &[String], count: usize) -> Result<Duration, String> {
     let producer: BaseProducer = config.create().map_err(|e| e.to_string())?;
-    let name = CString::new(topic).map_err(|e| e.to_string())?;
-    // SAFETY: the client outlives the topic handle, destroyed below.
-    let rkt = unsafe { rd::rd_kafka_topic_new(producer.client().native_ptr(), name.as_ptr(), std::ptr::null_mut()) };
-    if rkt.is_null() {
-        return Err(format!("rd_kafka_topic_new({topic}) failed"));
-    }
+    let rkt = topic_handle(&producer, topic)?;
     let started = Instant::now();
     let result = send_all(&producer, rkt, values, keys, count);
     let flushed = producer.flush(Duration::from_secs(120)).map_err(|e| e.to_string());
@@ -32,6 +27,31 @@ pub fn produce(config: &ClientConfig, topic: &str, values: &[&[u8]], keys: &[Str
     // SAFETY: nothing is queued for this handle any more (flushed) or ever will be.
     unsafe { rd::rd_kafka_topic_destroy(rkt) };
     result.and(flushed).map(|()| elapsed)
+}
+
+/// librdkafka's handle for `topic`; the caller destroys it before the
+/// producer.
+pub fn topic_handle(producer: &BaseProducer, topic: &str) -> Result<*mut rd::rd_kafka_topic_t, String> {
+    let name = CString::new(topic).map_err(|e| e.to_string())?;
+    // SAFETY: a valid client and a NUL-terminated name; the caller keeps
+    // the client alive until it has destroyed the handle.
+    let rkt = unsafe { rd::rd_kafka_topic_new(producer.client().native_ptr(), name.as_ptr(), std::ptr::null_mut()) };
+    if rkt.is_null() {
+        return Err(format!("rd_kafka_topic_new({topic}) failed"));
+    }
+    Ok(rkt)
+}
+
+/// A message for `rd_kafka_produce_batch` that points at `value` and `key`
+/// without owning them.
+pub fn message(value: &[u8], key: &[u8]) -> rd::rd_kafka_message_t {
+    // SAFETY: an all-zero rd_kafka_message_t is a valid empty message.
+    let mut message: rd::rd_kafka_message_t = unsafe { std::mem::zeroed() };
+    message.payload = value.as_ptr() as *mut c_void;
+    message.len = value.len();
+    message.key = key.as_ptr() as *mut c_void;
+    message.key_len = key.len();
+    message
 }
 
 fn send_all(
@@ -45,15 +65,7 @@ fn send_all(
     let mut next = 0;
     while next < count || !batch.is_empty() {
         while batch.len() < BATCH && next < count {
-            let value = values[next % values.len()];
-            let key = keys[next % keys.len()].as_bytes();
-            // SAFETY: an all-zero rd_kafka_message_t is a valid empty message.
-            let mut message: rd::rd_kafka_message_t = unsafe { std::mem::zeroed() };
-            message.payload = value.as_ptr() as *mut c_void;
-            message.len = value.len();
-            message.key = key.as_ptr() as *mut c_void;
-            message.key_len = key.len();
-            batch.push(message);
+            batch.push(message(values[next % values.len()], keys[next % keys.len()].as_bytes()));
             next += 1;
         }
         // SAFETY: msgflags 0 (neither copy nor free): the values and keys
