@@ -24,7 +24,7 @@
 -export([main/0]).
 %% For kafka_bridge_paced.
 -export([out/2, median/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0,
-         sample_values/2]).
+         sample_values/2, kafka_tool_term/1]).
 
 -import(kafka_bridge_test_lib, [message/4, unique/1]).
 
@@ -235,9 +235,22 @@ raw_rate(Broker, ValuesFile, N) ->
     Cmd = lists:flatten(io_lib:format("'~s' produce-raw ~s '~s' '~s' ~b ~s",
                                       [Tool, kafka_bridge_test_lib:bootstrap(Broker), Topic, ValuesFile, N,
                                        string:join(?PROPS, " ")])),
-    {ok, Tokens, _} = erl_scan:string(os:cmd(Cmd)),
-    {ok, {raw, N, Micros}} = erl_parse:parse_term(Tokens),
+    {raw, N, Micros} = kafka_tool_term(Cmd),
     N / (Micros / 1.0e6).
+
+%% The term a kafka_tool command prints; what it printed instead (its
+%% error) goes into the exception.
+kafka_tool_term(Cmd) ->
+    Output = os:cmd(Cmd),
+    case erl_scan:string(Output) of
+        {ok, Tokens, _} ->
+            case erl_parse:parse_term(Tokens) of
+                {ok, Term} -> Term;
+                {error, _} -> error({kafka_tool, Output})
+            end;
+        _ ->
+            error({kafka_tool, Output})
+    end.
 
 %% The hook from several processes at once: the queue must not serialise them.
 concurrent(Dir, Size, Procs, PerProc) ->

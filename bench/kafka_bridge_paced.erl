@@ -82,19 +82,8 @@ raw_floor(Broker, Values, Rate) ->
     Cmd = lists:flatten(io_lib:format("'~s' produce-raw-paced ~s '~s' '~s' bench-client-1 ~b ~b ~b ~s",
                                       [kafka_bridge_test_lib:kafka_tool(), kafka_bridge_test_lib:bootstrap(Broker),
                                        Topic, Values, Rate, ?SECONDS, ?HANDOVER_MS, string:join(?RAW_PROPS, " ")])),
-    Output = os:cmd(Cmd),
-    maybe_parsed(Output, fun({raw_paced, Records, CpuNs, _WallUs}) -> CpuNs / Records / 1000 end).
-
-maybe_parsed(Output, Take) ->
-    case erl_scan:string(Output) of
-        {ok, Tokens, _} ->
-            case erl_parse:parse_term(Tokens) of
-                {ok, Term} -> Take(Term);
-                _ -> error({kafka_tool, Output})
-            end;
-        _ ->
-            error({kafka_tool, Output})
-    end.
+    {raw_paced, Records, CpuNs, _WallUs} = kafka_bridge_bench:kafka_tool_term(Cmd),
+    CpuNs / Records / 1000.
 
 wait_connected() ->
     ok = kafka_bridge_test_lib:wait_until(

@@ -68,23 +68,35 @@ fn send_all(
             batch.push(message(values[next % values.len()], keys[next % keys.len()].as_bytes()));
             next += 1;
         }
-        // SAFETY: msgflags 0 (neither copy nor free): the values and keys
-        // outlive the producer's flush, which waits for every record.
-        unsafe { rd::rd_kafka_produce_batch(rkt, UNASSIGNED_PARTITION, 0, batch.as_mut_ptr(), batch.len() as i32) };
-        // What librdkafka did not take has its error set: retry on a full queue.
-        if let Some(failed) = batch.iter().find(|m| {
-            m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                && m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__QUEUE_FULL
-        }) {
-            return Err(format!("produce_batch: {:?}", failed.err));
-        }
-        batch.retain(|m| m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-        if batch.is_empty() {
-            producer.poll(Duration::ZERO);
-        } else {
-            batch.iter_mut().for_each(|m| m.err = rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-            producer.poll(Duration::from_millis(1));
-        }
+        // SAFETY: the handle lives until `produce` destroys it after the
+        // flush, and the values and keys outlive that flush, which waits
+        // for every record.
+        unsafe { hand_over(rkt, &mut batch) }?;
+        producer.poll(if batch.is_empty() { Duration::ZERO } else { Duration::from_millis(1) });
     }
+    Ok(())
+}
+
+/// Hands `batch` to librdkafka with `rd_kafka_produce_batch` and leaves in
+/// it what librdkafka refused because its queue was full, to hand over
+/// again after a poll; fails on any other refusal.
+///
+/// # Safety
+/// `rkt` is a live topic handle, and the keys and values the messages
+/// point at stay valid until every delivery report is in (msgflags 0:
+/// librdkafka neither copies nor frees them).
+pub unsafe fn hand_over(rkt: *mut rd::rd_kafka_topic_t, batch: &mut Vec<rd::rd_kafka_message_t>) -> Result<(), String> {
+    use rd::rd_kafka_resp_err_t::{RD_KAFKA_RESP_ERR_NO_ERROR as TAKEN, RD_KAFKA_RESP_ERR__QUEUE_FULL as FULL};
+    if batch.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the caller's promise (above). librdkafka sets `err` on each
+    // message it did not take.
+    unsafe { rd::rd_kafka_produce_batch(rkt, UNASSIGNED_PARTITION, 0, batch.as_mut_ptr(), batch.len() as i32) };
+    if let Some(failed) = batch.iter().find(|m| m.err != TAKEN && m.err != FULL) {
+        return Err(format!("produce_batch: {:?}", failed.err));
+    }
+    batch.retain(|m| m.err == FULL);
+    batch.iter_mut().for_each(|m| m.err = TAKEN);
     Ok(())
 }

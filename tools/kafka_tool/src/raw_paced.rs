@@ -13,10 +13,7 @@ use rdkafka::bindings as rd;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 
-use crate::raw_batch::{message, topic_handle};
-
-/// RD_KAFKA_PARTITION_UA: each record goes through the configured partitioner.
-const UNASSIGNED_PARTITION: i32 = -1;
+use crate::raw_batch::{hand_over, message, topic_handle};
 
 /// What one paced run did: records delivered and CPU nanoseconds of every
 /// thread of this process over the run.
@@ -51,20 +48,18 @@ pub fn produce(
     while started.elapsed() < duration && result.is_ok() {
         let due = (started.elapsed().as_micros() as u64 * rate / 1_000_000) as usize;
         batch.extend((sent..due).map(|n| message(values[n % values.len()], key)));
-        sent = sent.max(due);
-        if !batch.is_empty() {
-            // SAFETY: msgflags 0 (neither copy nor free): the values and the
-            // key outlive the flush below, which waits for every record.
-            unsafe { rd::rd_kafka_produce_batch(rkt, UNASSIGNED_PARTITION, 0, batch.as_mut_ptr(), batch.len() as i32) };
-            result = keep_refused(&mut batch);
-        }
+        sent = due;
+        // What the queue refused stays in `batch` for the next hand-over.
+        // SAFETY: the handle lives until it is destroyed after the flush
+        // below, and the values and the key outlive that flush, which waits
+        // for every record.
+        result = unsafe { hand_over(rkt, &mut batch) };
         producer.poll(Duration::ZERO);
         std::thread::sleep(handover);
     }
     while !batch.is_empty() && result.is_ok() {
         // SAFETY: as above.
-        unsafe { rd::rd_kafka_produce_batch(rkt, UNASSIGNED_PARTITION, 0, batch.as_mut_ptr(), batch.len() as i32) };
-        result = keep_refused(&mut batch);
+        result = unsafe { hand_over(rkt, &mut batch) };
         producer.poll(handover);
     }
     let flushed = producer.flush(Duration::from_secs(60)).map_err(|e| e.to_string());
@@ -73,19 +68,6 @@ pub fn produce(
     // SAFETY: nothing is queued for this handle any more (flushed) or ever will be.
     unsafe { rd::rd_kafka_topic_destroy(rkt) };
     result.and(flushed).map(|()| Paced { records: sent, cpu_ns: cpu_after.saturating_sub(cpu_before), wall })
-}
-
-/// Leaves in `batch` what librdkafka refused because its queue was full
-/// (a rate above what the broker takes; sent at the next hand-over) and
-/// fails on any other refusal.
-fn keep_refused(batch: &mut Vec<rd::rd_kafka_message_t>) -> Result<(), String> {
-    use rd::rd_kafka_resp_err_t::{RD_KAFKA_RESP_ERR_NO_ERROR as TAKEN, RD_KAFKA_RESP_ERR__QUEUE_FULL as FULL};
-    if let Some(failed) = batch.iter().find(|m| m.err != TAKEN && m.err != FULL) {
-        return Err(format!("produce_batch: {:?}", failed.err));
-    }
-    batch.retain(|m| m.err == FULL);
-    batch.iter_mut().for_each(|m| m.err = TAKEN);
-    Ok(())
 }
 
 /// Nanoseconds on CPU of every thread of this process, as the paced bench
