@@ -1,8 +1,8 @@
 # `make`       installs missing Debian packages and the portable toolchain,
 #              builds the NIF for x86_64 and aarch64 (glibc 2.17), the Erlang
 #              app, the test tool and the plugin tarball, and checks each .so.
-# `make test`  also installs tansu and the schema test's Python packages if
-#              missing, then runs cargo test, the .so check's own test, the
+# `make test`  also fetches Apache Kafka's jars (test/kafka/pom.xml) and the
+#              schema test's Python packages if missing, then runs cargo test, the .so check's own test, the
 #              schema test, xref, dialyzer
 #              and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
@@ -11,8 +11,12 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export PROJECT_ROOT := $(CURDIR)
 
-DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer rebar3 cmake perl stunnel4 openssl python3-venv
-TANSU_VERSION := 0.6.0
+DEB_PACKAGES := erlang-nox erlang-dev erlang-common-test erlang-eunit erlang-dialyzer rebar3 cmake perl openssl python3-venv \
+  openjdk-17-jre-headless maven
+# Apache Kafka for the tests and the bench: the jars test/kafka/pom.xml
+# names, with every dependency, in one classpath directory.
+KAFKA_LIB := _build/kafka/lib
+KAFKA_VERSION := $(shell sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' test/kafka/pom.xml)
 # Portable builds (scripts/portable_cargo.sh): zig from PyPI drives
 # cargo-zigbuild from crates.io, for both architectures the tarball carries.
 ZIGENV := _build/zig
@@ -23,7 +27,7 @@ RUST_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 PYENV := _build/pyenv
 PY_PACKAGES := fastavro==1.9.7 pyhocon==0.3.61 pyparsing==3.3.3
 
-.PHONY: all deps toolchain build check tarball tansu pyenv test bench clean
+.PHONY: all deps toolchain build check tarball kafka pyenv test bench clean
 
 all: build check tarball
 
@@ -57,15 +61,16 @@ check: build
 tarball: build
 	./scripts/plugin_tarball.sh
 
-tansu:
-	@command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q $(TANSU_VERSION) || \
-	  cargo install tansu --version $(TANSU_VERSION) --features dynostore,libsql --locked
+kafka: deps
+	@test -f $(KAFKA_LIB)/kafka_2.13-$(KAFKA_VERSION).jar || \
+	  { rm -rf $(KAFKA_LIB) && mvn -B -q -f test/kafka/pom.xml -Dmaven.repo.local=$(CURDIR)/_build/kafka/m2 \
+	      dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB); }
 
 pyenv:
 	@$(PYENV)/bin/python -c 'import fastavro, pyhocon' 2>/dev/null || \
 	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q $(PY_PACKAGES); }
 
-test: all tansu pyenv
+test: all kafka pyenv
 	scripts/portable_cargo.sh x86_64 test -p kafka_bridge_core
 	test/check_nif_test.sh
 	$(PYENV)/bin/python test/config_schema_test.py
@@ -73,7 +78,7 @@ test: all tansu pyenv
 	rebar3 dialyzer
 	rebar3 ct
 
-bench: all tansu
+bench: all kafka
 	./bench/run.sh
 
 clean:

@@ -8,8 +8,8 @@
 %%    time, with the same properties, to the same broker; the same with
 %%    buffer.mode = disk (fsync every_batch); and the hook driven from 8
 %%    processes at once.
-%%    Also end to end over SASL_SSL (SCRAM-SHA-512, stunnel in front of
-%%    tansu) with zstd beside plaintext with lz4, both tansu on sqlite.
+%%    Also end to end over SASL_SSL (SCRAM-SHA-512, on Kafka's own TLS
+%%    listener) with zstd beside plaintext with lz4, on one broker.
 %% 3. Scheduler safety: long_schedule (> 1 ms) reports while 1 MB events
 %%    are bridged.
 %% 4. Memory: the VM's peak RSS with 1M events offered while the broker is
@@ -18,7 +18,8 @@
 %%    at 10 000, 50 000 and 200 000 events/s, against an empty NIF and an
 %%    Erlang `!' paced the same way, and what it costs idle.
 %%
-%% Each measurement uses a fresh tansu (memory://) on a loopback port.
+%% Each measurement uses a fresh Apache Kafka node (kafka_bridge_broker) on
+%% loopback ports.
 -module(kafka_bridge_bench).
 
 -export([main/0]).
@@ -69,8 +70,8 @@ payload(Size) ->
     << <<($a + rand:uniform(26) - 1)>> || _ <- lists:seq(1, Size) >>.
 
 with_broker(Dir, Fun) ->
-    Broker = kafka_bridge_test_lib:start_broker(filename:join(Dir, binary_to_list(unique(<<"b">>)))),
-    try Fun(Broker) after kafka_bridge_test_lib:stop_broker(Broker) end.
+    Broker = kafka_bridge_broker:start(filename:join(Dir, binary_to_list(unique(<<"b">>)))),
+    try Fun(Broker) after kafka_bridge_broker:stop(Broker) end.
 
 start_bridge(Broker, Topic, Buffer) ->
     Config = kafka_bridge_test_lib:config(Broker, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
@@ -89,7 +90,7 @@ hook_cost(Dir, Size, Calls) ->
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
     Hook = [with_broker(Dir, fun(Broker) ->
                                      Topic = unique(<<"hook">>),
-                                     ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                                     ok = kafka_bridge_broker:create_topic(Broker, Topic),
                                      Bridge = start_bridge(Broker, Topic, big_buffer()),
                                      T = timed(fun() -> hook_loop(Calls, Msg, Bridge) end, Calls),
                                      #{dropped := 0} = kafka_bridge_test_lib:wait_for_delivered(Calls, 600000),
@@ -150,9 +151,9 @@ end_to_end(Dir, Size) ->
         "(runs ~w); disk/memory ~.2f",
         [Size, D, [round(X) || X <- Disk], D / B]).
 
-%% The same hook loop to a broker that requires TLS and SCRAM (records
-%% compressed with zstd) and to one in the clear (lz4, the default), both
-%% on sqlite storage, interleaved.
+%% The same hook loop to a listener that requires TLS and SCRAM (records
+%% compressed with zstd) and to one in the clear (lz4, the default) of the
+%% same broker, interleaved.
 secured_end_to_end(Dir, Size) ->
     N = ?E2E_EVENTS div 3,
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
@@ -160,26 +161,26 @@ secured_end_to_end(Dir, Size) ->
     SecDir = filename:join(Dir, "secured"),
     Password = <<"bench-scram-password">>,
     Certs = kafka_bridge_test_lib:make_certificates(filename:join(SecDir, "certs"), <<"bench-key-password">>),
-    Secured = kafka_bridge_test_lib:secured_broker(filename:join(SecDir, "sasl"), Certs, Topics,
-                                                   #{scram_password => Password}),
-    Plain = kafka_bridge_test_lib:start_broker(filename:join(SecDir, "plain"), "sqlite://tansu.db"),
-    [ok = kafka_bridge_test_lib:create_topic(Plain, T) || T <- Topics],
+    Plain = kafka_bridge_broker:start(filename:join(SecDir, "kafka"),
+                                      #{secured => Certs, users => [{"alice", binary_to_list(Password)}]}),
+    Secured = Plain#{client_listener => sasl_ssl},
+    [ok = kafka_bridge_broker:create_topic(Plain, T) || T <- Topics],
     SaslSsl = #{<<"ssl">> => #{<<"enable">> => true, <<"ca">> => list_to_binary(maps:get(ca, Certs))},
-                <<"sasl">> => #{<<"mechanism">> => <<"scram_sha_512">>, <<"username">> => <<"alice512">>,
+                <<"sasl">> => #{<<"mechanism">> => <<"scram_sha_512">>, <<"username">> => <<"alice">>,
                                 <<"password">> => Password},
                 <<"properties">> => #{<<"compression.type">> => <<"zstd">>}},
     Runs = [{bridge_rate(Plain, T, Msg, N, #{}), bridge_rate(Secured, T, Msg, N, #{<<"kafka">> => SaslSsl})}
             || T <- Topics],
-    kafka_bridge_test_lib:stop_all_brokers(),
+    kafka_bridge_broker:stop_all(),
     {PlainRates, SecuredRates} = lists:unzip(Runs),
     {P, S} = {median(PlainRates), median(SecuredRates)},
-    out("end to end, ~b B payload, tansu on sqlite, ~b events x ~b runs: plaintext + lz4 ~.1f events/s (runs ~w); "
+    out("end to end, ~b B payload, one broker, ~b events x ~b runs: plaintext + lz4 ~.1f events/s (runs ~w); "
         "SASL_SSL (SCRAM-SHA-512) + zstd ~.1f events/s (runs ~w); secured/plaintext ~.2f",
         [Size, N, ?E2E_RUNS, P, [round(X) || X <- PlainRates], S, [round(X) || X <- SecuredRates], S / P]).
 
 bridge_rate(Broker, Msg, N, Buffer) ->
     Topic = unique(<<"e2e">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     bridge_rate(Broker, Topic, Msg, N, #{<<"buffer">> => Buffer}).
 
 %% Events/s through the bridge to Topic, big_buffer() and Overrides merged
@@ -217,7 +218,7 @@ wait_delivered(N) ->
 sample_values(Dir, Msg) ->
     with_broker(Dir, fun(Broker) ->
                              Topic = unique(<<"sample">>),
-                             ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                             ok = kafka_bridge_broker:create_topic(Broker, Topic),
                              Bridge = start_bridge(Broker, Topic, big_buffer()),
                              hook_loop(100, Msg, Bridge),
                              wait_delivered(100),
@@ -230,10 +231,10 @@ sample_values(Dir, Msg) ->
 
 raw_rate(Broker, ValuesFile, N) ->
     Topic = unique(<<"raw">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     Tool = kafka_bridge_test_lib:kafka_tool(),
     Cmd = lists:flatten(io_lib:format("'~s' produce-raw ~s '~s' '~s' ~b ~s",
-                                      [Tool, kafka_bridge_test_lib:bootstrap(Broker), Topic, ValuesFile, N,
+                                      [Tool, kafka_bridge_broker:bootstrap(Broker), Topic, ValuesFile, N,
                                        string:join(?PROPS, " ")])),
     {raw, N, Micros} = kafka_tool_term(Cmd),
     N / (Micros / 1.0e6).
@@ -257,7 +258,7 @@ concurrent(Dir, Size, Procs, PerProc) ->
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
     Rates = [with_broker(Dir, fun(Broker) ->
                                       Topic = unique(<<"conc">>),
-                                      ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                                      ok = kafka_bridge_broker:create_topic(Broker, Topic),
                                       Bridge = start_bridge(Broker, Topic, big_buffer()),
                                       Parent = self(),
                                       T0 = erlang:monotonic_time(microsecond),
@@ -282,7 +283,7 @@ scheduler_safety(Dir) ->
     Bin = message(<<"bench-client-1">>, <<"bench/big">>, crypto:strong_rand_bytes(1024 * 1024), #{}),
     with_broker(Dir, fun(Broker) ->
                              Topic = unique(<<"big">>),
-                             ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                             ok = kafka_bridge_broker:create_topic(Broker, Topic),
                              Bridge = start_bridge(Broker, Topic, big_buffer()),
                              Self = self(),
                              erlang:system_monitor(self(), [{long_schedule, 1}]),

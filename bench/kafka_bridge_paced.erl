@@ -55,7 +55,7 @@ run(Dir) ->
     kafka_bridge_bench:with_broker(
       Dir, fun(Broker) ->
                    Topic = kafka_bridge_test_lib:unique(<<"paced">>),
-                   ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+                   ok = kafka_bridge_broker:create_topic(Broker, Topic),
                    Rounds = [[{Rate, one_rate(Broker, Topic, Msg, Values, Rate)} || Rate <- ?RATES]
                              || _ <- lists:seq(1, ?ROUNDS)],
                    Idle = [idle(Broker, Topic) || _ <- lists:seq(1, ?ROUNDS)],
@@ -78,9 +78,9 @@ one_rate(Broker, Topic, Msg, Values, Rate) ->
 %% µs of CPU per record of kafka_tool produce-raw-paced at Rate.
 raw_floor(Broker, Values, Rate) ->
     Topic = kafka_bridge_test_lib:unique(<<"raw_paced">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     Cmd = lists:flatten(io_lib:format("'~s' produce-raw-paced ~s '~s' '~s' bench-client-1 ~b ~b ~b ~s",
-                                      [kafka_bridge_test_lib:kafka_tool(), kafka_bridge_test_lib:bootstrap(Broker),
+                                      [kafka_bridge_test_lib:kafka_tool(), kafka_bridge_broker:bootstrap(Broker),
                                        Topic, Values, Rate, ?SECONDS, ?HANDOVER_MS, string:join(?RAW_PROPS, " ")])),
     {raw_paced, Records, CpuNs, _WallUs} = kafka_bridge_bench:kafka_tool_term(Cmd),
     CpuNs / Records / 1000.

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# make bench: runs bench/kafka_bridge_bench.erl against fresh tansu brokers
-# on loopback and writes its figures to BENCHMARKS.md.
+# make bench: runs bench/kafka_bridge_bench.erl against fresh Apache Kafka
+# nodes on loopback and writes its figures to BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 export PROJECT_ROOT="$PWD"
 export BENCH_DIR
 BENCH_DIR=$(mktemp -d /tmp/kafka_bridge_bench.XXXXXX)
-trap 'pkill -f "tansu broker.*--storage-engine" -P $$ 2>/dev/null || true; pkill -f "stunnel4 $BENCH_DIR" 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
+trap 'pkill -9 -f "kafka.Kafka $BENCH_DIR" 2>/dev/null || true; rm -rf "$BENCH_DIR"' EXIT
 
 mkdir -p "$BENCH_DIR/ebin"
-erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/emqx_plugins.erl test/emqx_ctl.erl test/kafka_bridge_test_lib.erl \
+erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/emqx_plugins.erl test/emqx_ctl.erl test/kafka_bridge_test_lib.erl test/kafka_bridge_broker.erl \
   bench/kafka_bridge_bench.erl bench/kafka_bridge_paced.erl
 out="$BENCH_DIR/figures.md"
 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
@@ -25,7 +25,7 @@ erl -noshell +S 2 +sbwt none +sbwtdcpu none +sbwtdio none \
   echo "# Benchmarks"
   echo
   echo "Produced by \`make bench\` (bench/run.sh, bench/kafka_bridge_bench.erl, bench/kafka_bridge_paced.erl) on $(date -u +%Y-%m-%d) at $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
-  echo "Medians of repeated runs on the same machine in the same run; tansu memory:// on loopback (sqlite:// where a line says so)."
+  echo "Medians of repeated runs on the same machine in the same run; Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' test/kafka/pom.xml) (one KRaft node, from test/kafka/pom.xml) on loopback."
   echo "Generated: notes on these figures are in bench/NOTES.md."
   echo
   cat "$out"

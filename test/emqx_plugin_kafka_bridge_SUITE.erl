@@ -15,11 +15,11 @@ all() ->
      bad_config_names_the_key, metric_names_agree].
 
 init_per_suite(Config) ->
-    Broker = kafka_bridge_test_lib:start_broker(?config(priv_dir, Config)),
+    Broker = kafka_bridge_broker:start(?config(priv_dir, Config)),
     [{broker, Broker} | Config].
 
 end_per_suite(Config) ->
-    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+    kafka_bridge_broker:stop(?config(broker, Config)).
 
 %% Each case gets its own Kafka topic and a fresh bridge publishing to it.
 init_per_testcase(bad_config_names_the_key, Config) ->
@@ -27,7 +27,7 @@ init_per_testcase(bad_config_names_the_key, Config) ->
 init_per_testcase(_Case, Config) ->
     Broker = ?config(broker, Config),
     Topic = kafka_bridge_test_lib:unique(<<"pub">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     BridgeConfig = kafka_bridge_test_lib:config(
                      Broker, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}}),
     {ok, _} = kafka_bridge_test_lib:start_bridge(BridgeConfig),

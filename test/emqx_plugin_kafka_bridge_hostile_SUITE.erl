@@ -24,15 +24,15 @@ all() ->
      longest_filters_route_and_reconfigure, nif_module_reload_and_absence, producer_panic_restarts_the_bridge].
 
 init_per_suite(Config) ->
-    [{broker, kafka_bridge_test_lib:start_broker(?config(priv_dir, Config))} | Config].
+    [{broker, kafka_bridge_broker:start(?config(priv_dir, Config))} | Config].
 
 end_per_suite(Config) ->
-    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+    kafka_bridge_broker:stop(?config(broker, Config)).
 
 init_per_testcase(_Case, Config) ->
     Broker = ?config(broker, Config),
     Topic = unique(<<"hostile">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     [{topic, Topic} | Config].
 
 end_per_testcase(_Case, _Config) ->
@@ -241,7 +241,7 @@ random_leaf() ->
 longest_filters_route_and_reconfigure(Config) ->
     Broker = ?config(broker, Config),
     RouteTopic = unique(<<"deep_route">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, RouteTopic),
+    ok = kafka_bridge_broker:create_topic(Broker, RouteTopic),
     Levels = 65535 div 2 + 1,
     Long = iolist_to_binary(lists:join("/", lists:duplicate(Levels, "a"))),
     LongPlus = iolist_to_binary(lists:join("/", lists:duplicate(Levels, "+"))),

@@ -37,9 +37,9 @@ groups() ->
 
 init_per_suite(Config) ->
     Priv = ?config(priv_dir, Config),
-    Broker = kafka_bridge_test_lib:start_broker(filename:join(Priv, "broker")),
+    Broker = kafka_bridge_broker:start(filename:join(Priv, "broker")),
     Topic = unique(<<"lifecycle">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     InstallDir = filename:join(Priv, "plugins"),
     DataDir = filename:join(Priv, "data"),
     ok = filelib:ensure_dir(filename:join(InstallDir, "x")),
@@ -49,7 +49,7 @@ init_per_suite(Config) ->
     [{broker, Broker}, {topic, Topic}, {dirs, {InstallDir, DataDir}} | Config].
 
 end_per_suite(Config) ->
-    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+    kafka_bridge_broker:stop(?config(broker, Config)).
 
 init_per_group(operator, Config) ->
     Node = start_node(Config),

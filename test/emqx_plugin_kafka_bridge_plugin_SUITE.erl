@@ -25,11 +25,11 @@ all() ->
 init_per_suite(Config) ->
     Priv = ?config(priv_dir, Config),
     emqx_plugins:set_dirs(filename:join(Priv, "plugins"), filename:join(Priv, "data")),
-    Broker = kafka_bridge_test_lib:start_broker(filename:join(Priv, "broker")),
+    Broker = kafka_bridge_broker:start(filename:join(Priv, "broker")),
     [{broker, Broker} | Config].
 
 end_per_suite(Config) ->
-    kafka_bridge_test_lib:stop_broker(?config(broker, Config)).
+    kafka_bridge_broker:stop(?config(broker, Config)).
 
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
@@ -44,7 +44,7 @@ publish(From, Topic, I) ->
 
 topic(Config) ->
     Topic = unique(<<"plugin">>),
-    ok = kafka_bridge_test_lib:create_topic(?config(broker, Config), Topic),
+    ok = kafka_bridge_broker:create_topic(?config(broker, Config), Topic),
     Topic.
 
 publish_config(Config, Topic, Overrides) ->
@@ -284,13 +284,13 @@ hot_reload_enables_and_disables_hooks(Config) ->
 %% of the two clusters, and all arrive.
 hot_reload_broker_address(Config) ->
     BrokerA = ?config(broker, Config),
-    BrokerB = kafka_bridge_test_lib:start_broker(filename:join(?config(priv_dir, Config), "broker_b")),
+    BrokerB = kafka_bridge_broker:start(filename:join(?config(priv_dir, Config), "broker_b")),
     try
         Topic = unique(<<"moving">>),
-        ok = kafka_bridge_test_lib:create_topic(BrokerA, Topic),
-        ok = kafka_bridge_test_lib:create_topic(BrokerB, Topic),
+        ok = kafka_bridge_broker:create_topic(BrokerA, Topic),
+        ok = kafka_bridge_broker:create_topic(BrokerB, Topic),
         Old = publish_config(Config, Topic, #{}),
-        New = kafka_bridge_test_lib:deep_merge(Old, #{<<"kafka">> => #{<<"bootstrap_servers">> => kafka_bridge_test_lib:bootstrap(BrokerB)}}),
+        New = kafka_bridge_test_lib:deep_merge(Old, #{<<"kafka">> => #{<<"bootstrap_servers">> => kafka_bridge_broker:bootstrap(BrokerB)}}),
         {ok, _} = kafka_bridge_test_lib:start_bridge(Old),
         [publish(<<"m">>, <<"m/1">>, I) || I <- lists:seq(1, 5000)],
         ok = emqx_plugin_kafka_bridge_app:on_config_changed(Old, New),
@@ -304,7 +304,7 @@ hot_reload_broker_address(Config) ->
         ?assertEqual(lists:seq(1, 10000), lists:usort(InA ++ InB)),
         ?assert(lists:all(fun(I) -> I =< 5000 end, InA))
     after
-        kafka_bridge_test_lib:stop_broker(BrokerB)
+        kafka_bridge_broker:stop(BrokerB)
     end.
 
 health_check_states(Config) ->

@@ -1,7 +1,8 @@
-%% @doc TLS and SASL against a real broker: tansu behind stunnel4 for TLS
-%% (tansu advertises the TLS port), tansu's own SCRAM for SASL.
-%% Certificates come from the openssl CLI. Every case reads what reached
-%% Kafka back over the same security settings.
+%% @doc TLS and SASL on Apache Kafka's own listeners: one broker with a
+%% one-way TLS listener, a mutual TLS one, SASL_SSL and SASL_PLAINTEXT
+%% (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512). Certificates come from the
+%% openssl CLI. Every case reads what reached Kafka back over the same
+%% listener and settings.
 -module(emqx_plugin_kafka_bridge_security_SUITE).
 
 -compile([export_all, nowarn_export_all]).
@@ -12,27 +13,30 @@
 -import(kafka_bridge_test_lib, [ids/1, unique/1, deep_merge/2]).
 
 -define(KEY_PASSWORD, <<"Key-Pa55-never-shown">>).
--define(SCRAM_PASSWORD, <<"Scram-Pa55-never-shown">>).
+-define(SASL_PASSWORD, <<"Sasl-Pa55-never-shown">>).
 -define(WRONG_PASSWORD, <<"Wrong-Pa55-never-shown">>).
--define(SECRETS, [?KEY_PASSWORD, ?SCRAM_PASSWORD, ?WRONG_PASSWORD]).
+-define(SECRETS, [?KEY_PASSWORD, ?SASL_PASSWORD, ?WRONG_PASSWORD]).
 
 all() ->
     [tls_with_explicit_ca, tls_ca_from_ssl_cert_file, mutual_tls_encrypted_key, mutual_tls_inline_pem,
-     sasl_ssl_scram_sha_256_zstd, sasl_ssl_scram_sha_512_zstd, wrong_password_then_fixed_live,
+     sasl_ssl_plain, sasl_ssl_scram_sha_256_zstd, sasl_ssl_scram_sha_512_zstd, sasl_plaintext_scram_sha_512,
+     wrong_password_then_fixed_live,
      wrong_ca_then_fixed_live, missing_client_certificate_then_fixed_live, no_secret_in_any_output].
 
 init_per_suite(Config) ->
     Dir = filename:join(?config(priv_dir, Config), "security"),
     Certs = kafka_bridge_test_lib:make_certificates(Dir, ?KEY_PASSWORD),
-    Topics = [unique(<<"secure">>) || _ <- lists:seq(1, 12)],
-    Tls = kafka_bridge_test_lib:secured_broker(filename:join(Dir, "tls"), Certs, Topics, #{}),
-    Mutual = kafka_bridge_test_lib:secured_broker(filename:join(Dir, "mtls"), Certs, Topics, #{mutual => true}),
-    Sasl = kafka_bridge_test_lib:secured_broker(filename:join(Dir, "sasl"), Certs, Topics,
-                                                #{scram_password => ?SCRAM_PASSWORD}),
-    [{certs, Certs}, {topics, Topics}, {tls, Tls}, {mtls, Mutual}, {sasl, Sasl} | Config].
+    Topics = [unique(<<"secure">>) || _ <- lists:seq(1, 14)],
+    Broker = kafka_bridge_broker:start(filename:join(Dir, "kafka"),
+                                       #{secured => Certs, users => [{"alice", binary_to_list(?SASL_PASSWORD)}]}),
+    [ok = kafka_bridge_broker:create_topic(Broker, T) || T <- Topics],
+    %% One broker; each key names the listener its cases connect to.
+    Listeners = [{Key, Broker#{client_listener => Listener}}
+                 || {Key, Listener} <- [{tls, ssl}, {mtls, mtls}, {sasl, sasl_ssl}, {sasl_plaintext, sasl_plaintext}]],
+    [{certs, Certs}, {topics, Topics} | Listeners ++ Config].
 
 end_per_suite(_Config) ->
-    kafka_bridge_test_lib:stop_all_brokers().
+    kafka_bridge_broker:stop_all().
 
 init_per_testcase(_Case, Config) ->
     kafka_bridge_test_lib:capture_logs(),
@@ -55,7 +59,7 @@ topic(Config) ->
     Topic.
 
 bridge_config(Broker, Topic, Kafka) ->
-    #{<<"kafka">> => Kafka#{<<"bootstrap_servers">> => kafka_bridge_test_lib:bootstrap(Broker)},
+    #{<<"kafka">> => Kafka#{<<"bootstrap_servers">> => kafka_bridge_broker:bootstrap(Broker)},
       <<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
       <<"buffer">> => #{<<"flush_timeout">> => 1000}}.
 
@@ -77,9 +81,12 @@ reader_properties(Config, mtls) ->
     reader_properties(Config, tls) ++ ["ssl.certificate.location=" ++ maps:get(client_cert, Certs),
                                        "ssl.key.location=" ++ maps:get(client_key, Certs)];
 reader_properties(Config, sasl) ->
-    ["security.protocol=sasl_ssl", "ssl.ca.location=" ++ maps:get(ca, ?config(certs, Config)),
-     "sasl.mechanism=SCRAM-SHA-512", "sasl.username=alice512",
-     "sasl.password=" ++ binary_to_list(?SCRAM_PASSWORD)].
+    ["security.protocol=sasl_ssl", "ssl.ca.location=" ++ maps:get(ca, ?config(certs, Config)) | sasl_reader()];
+reader_properties(_Config, sasl_plaintext) ->
+    ["security.protocol=sasl_plaintext" | sasl_reader()].
+
+sasl_reader() ->
+    ["sasl.mechanism=SCRAM-SHA-512", "sasl.username=alice", "sasl.password=" ++ binary_to_list(?SASL_PASSWORD)].
 
 %% Publishes ids From..To; all of them (and only them) reach Topic.
 delivers(Config, BrokerKey, Topic, From, To) ->
@@ -169,21 +176,32 @@ mutual_tls_inline_pem(Config) ->
                                                        <<"key">> => pem(Config, client_key)}}).
 
 scram(Config, Mechanism, User, Password) ->
-    (ssl(Config, #{}))#{<<"sasl">> => #{<<"mechanism">> => Mechanism, <<"username">> => User,
-                                        <<"password">> => Password},
+    (ssl(Config, #{}))#{<<"sasl">> => sasl(Mechanism, User, Password),
                         <<"properties">> => #{<<"compression.type">> => <<"zstd">>}}.
 
+sasl(Mechanism, User, Password) ->
+    #{<<"mechanism">> => Mechanism, <<"username">> => User, <<"password">> => Password}.
+
+%% tansu, the broker these tests ran on first, could not do PLAIN.
+sasl_ssl_plain(Config) ->
+    starts_and_delivers(Config, sasl, (ssl(Config, #{}))#{<<"sasl">> => sasl(<<"plain">>, <<"alice">>, ?SASL_PASSWORD)}),
+    assert_no_secret_shown().
+
 sasl_ssl_scram_sha_256_zstd(Config) ->
-    starts_and_delivers(Config, sasl, scram(Config, <<"scram_sha_256">>, <<"alice256">>, ?SCRAM_PASSWORD)),
+    starts_and_delivers(Config, sasl, scram(Config, <<"scram_sha_256">>, <<"alice">>, ?SASL_PASSWORD)),
     assert_no_secret_shown().
 
 sasl_ssl_scram_sha_512_zstd(Config) ->
-    starts_and_delivers(Config, sasl, scram(Config, <<"scram_sha_512">>, <<"alice512">>, ?SCRAM_PASSWORD)).
+    starts_and_delivers(Config, sasl, scram(Config, <<"scram_sha_512">>, <<"alice">>, ?SASL_PASSWORD)).
+
+sasl_plaintext_scram_sha_512(Config) ->
+    starts_and_delivers(Config, sasl_plaintext, #{<<"sasl">> => sasl(<<"scram_sha_512">>, <<"alice">>, ?SASL_PASSWORD)}),
+    assert_no_secret_shown().
 
 wrong_password_then_fixed_live(Config) ->
     fails_then_fixed_live(Config, sasl,
-                          scram(Config, <<"scram_sha_512">>, <<"alice512">>, ?WRONG_PASSWORD),
-                          scram(Config, <<"scram_sha_512">>, <<"alice512">>, ?SCRAM_PASSWORD),
+                          scram(Config, <<"scram_sha_512">>, <<"alice">>, ?WRONG_PASSWORD),
+                          scram(Config, <<"scram_sha_512">>, <<"alice">>, ?SASL_PASSWORD),
                           <<"SASL authentication failed">>).
 
 wrong_ca_then_fixed_live(Config) ->
@@ -200,10 +218,10 @@ missing_client_certificate_then_fixed_live(Config) ->
 %% while it holds the config, and what stays in the application env.
 no_secret_in_any_output(Config) ->
     Topic = topic(Config),
-    Good = bridge_config(?config(sasl, Config), Topic, scram(Config, <<"scram_sha_512">>, <<"alice512">>, ?SCRAM_PASSWORD)),
+    Good = bridge_config(?config(sasl, Config), Topic, scram(Config, <<"scram_sha_512">>, <<"alice">>, ?SASL_PASSWORD)),
     Bads = [deep_merge(Good, #{<<"kafka">> => #{<<"sasl">> => #{<<"mechanism">> => <<"none">>}}}),
-            deep_merge(Good, #{<<"kafka">> => #{<<"sasl">> => #{<<"password">> => {?SCRAM_PASSWORD}}}}),
-            deep_merge(Good, #{<<"kafka">> => #{<<"properties">> => #{<<"sasl.password">> => [?SCRAM_PASSWORD]}}}),
+            deep_merge(Good, #{<<"kafka">> => #{<<"sasl">> => #{<<"password">> => {?SASL_PASSWORD}}}}),
+            deep_merge(Good, #{<<"kafka">> => #{<<"properties">> => #{<<"sasl.password">> => [?SASL_PASSWORD]}}}),
             deep_merge(Good, #{<<"kafka">> => #{<<"ssl">> => #{<<"key_password">> => ?KEY_PASSWORD}}}),
             deep_merge(Good, #{<<"kafka">> => #{<<"properties">> => #{<<"ssl.key.password">> => ?KEY_PASSWORD,
                                                                        <<"acks">> => <<"most">>}}})],

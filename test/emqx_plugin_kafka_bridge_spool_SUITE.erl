@@ -25,7 +25,7 @@ init_per_testcase(_Case, Config) ->
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
     emqx_hooks:reset(),
-    kafka_bridge_test_lib:stop_all_brokers().
+    kafka_bridge_broker:stop_all().
 
 %% A broker address on a free port where nothing listens yet.
 down_broker(Config) ->
@@ -34,8 +34,8 @@ down_broker(Config) ->
     #{port => kafka_bridge_test_lib:free_port(), dir => Dir}.
 
 bring_up(#{port := Port, dir := Dir}, Topic) ->
-    Broker = kafka_bridge_test_lib:start_broker(Dir, "memory://tansu/", Port),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    Broker = kafka_bridge_broker:start(Dir, #{port => Port}),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     Broker.
 
 bridge_config(Broker, Topic, Config, Buffer) ->
@@ -81,9 +81,9 @@ outage_across_restart_loses_nothing(Config) ->
 %% kill -9 mid-stream. Every event its metrics counted as spooled before
 %% the kill arrives once a new node starts on the same spool.
 kill_9_loses_nothing_spooled(Config) ->
-    Broker = kafka_bridge_test_lib:start_broker(?config(dir, Config)),
+    Broker = kafka_bridge_broker:start(?config(dir, Config)),
     Topic = unique(<<"kill9">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     BridgeConfig = bridge_config(Broker, Topic, Config, #{<<"max_messages">> => 1000000}),
     N = 40000,
     {Peer1, OsPid} = start_peer(BridgeConfig),
@@ -241,19 +241,19 @@ full_spool_counts_every_drop(Config) ->
 %% buffer.spill_after of outage they go to disk, and all arrive once the
 %% broker is back.
 hybrid_spills_during_outage(Config) ->
-    Broker = kafka_bridge_test_lib:start_broker(?config(dir, Config), "sqlite://tansu.db"),
+    Broker = kafka_bridge_broker:start(?config(dir, Config)),
     Topic = unique(<<"hybrid">>),
-    ok = kafka_bridge_test_lib:create_topic(Broker, Topic),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
     start(Broker, Topic, Config, #{<<"mode">> => <<"hybrid">>, <<"spill_after">> => <<"500ms">>}),
     publish_range(1, 1000, <<"h/1">>),
     #{delivered := 1000} = kafka_bridge_test_lib:wait_for_delivered(1000, 30000),
     ?assertEqual(0, metric(spooled)),
-    kafka_bridge_test_lib:kill_broker(Broker),
+    kafka_bridge_broker:kill(Broker),
     ok = wait_until(fun() -> maps:get(state, emqx_plugin_kafka_bridge:status()) =/= connected end, 30000),
     timer:sleep(1000),
     publish_range(1001, 3000, <<"h/1">>),
     wait_metric(spooled, 2000),
-    kafka_bridge_test_lib:restart_broker(Broker),
+    kafka_bridge_broker:restart(Broker),
     Ids = ids(consume(Broker, Topic, 3000, 10000)),
     ?assertEqual(lists:seq(1, 3000), lists:usort(Ids)),
     %% Delivered, so acknowledged in the spool.
@@ -298,7 +298,7 @@ stop_logs(Broker, Topic, Config) ->
     ct:log("~p", [Delivered]),
     ?assert(lists:any(fun(L) -> binary:match(L, <<"every event delivered">>) =/= nomatch end, Delivered)),
     ?assertNot(lists:any(fun(L) -> binary:match(L, <<"kept in the spool">>) =/= nomatch end, Delivered)),
-    kafka_bridge_test_lib:stop_broker(Broker),
+    kafka_bridge_broker:stop(Broker),
     start(Broker, Topic, Config, #{<<"flush_timeout">> => 0}),
     kafka_bridge_test_lib:publish_range(1001, 1100, <<"s/1">>),
     wait_metric(spooled, 100),

@@ -1,11 +1,9 @@
-%% @doc Shared helpers for the suites: a real tansu broker on a free
-%% loopback port, topic creation, reading topics back with kafka_tool (an
-%% rdkafka 0.39 consumer), and EMQX-shaped hook arguments.
+%% @doc Shared helpers for the suites: reading topics back with kafka_tool
+%% (an rdkafka 0.39 consumer), certificates, the bridge's start and stop,
+%% and EMQX-shaped hook arguments. Brokers are kafka_bridge_broker's.
 -module(kafka_bridge_test_lib).
 
--export([start_broker/1, start_broker/2, start_broker/3, relaunch/2, spawn_os_process/1, free_port/0,
-         make_certificates/2, secured_broker/4, stop_broker/1, stop_all_brokers/0, kill_broker/1, restart_broker/1,
-         bootstrap/1, create_topic/2, create_topic/3, consume/3, consume/4, consume/5, values/1, ids/1,
+-export([spawn_os_process/1, stop_all_os_processes/0, free_port/0, make_certificates/2, consume/3, consume/4, consume/5, values/1, ids/1, assert_once_in_order/2,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
@@ -14,124 +12,28 @@
 -define(APP, emqx_plugin_kafka_bridge).
 
 %%--------------------------------------------------------------------
-%% Broker
+%% OS processes (brokers: kafka_bridge_broker) and certificates
 %%--------------------------------------------------------------------
 
-%% @doc Starts tansu with in-memory storage on a free loopback port.
-start_broker(Dir) ->
-    start_broker(Dir, "memory://tansu/").
-
-%% @doc Storage is "memory://tansu/" or "sqlite://FILE" (relative to Dir).
-start_broker(Dir, Storage) ->
-    start_broker(Dir, Storage, free_port()).
-
-start_broker(Dir, Storage, Port) ->
-    ok = filelib:ensure_dir(filename:join(Dir, "x")),
-    Broker = #{port => Port, dir => Dir, storage => Storage},
-    Broker#{os_pid => launch(Broker)}.
-
-%% @doc Restarts Broker with Options: `advertised_port' (clients are sent
-%% there, e.g. to a TLS front) and `authentication' (SCRAM required).
-relaunch(Broker = #{os_pid := OldPid}, Options) ->
-    stop_broker(Broker),
-    %% tansu closes its port before it has let go of its storage: the new
-    %% one starts once the old one has exited.
-    ok = wait_until(fun() -> not os_process_running(OldPid) end, 10000),
-    ok = wait_until(fun() -> not port_open(maps:get(port, Broker)) end, 10000),
-    Next = maps:merge(Broker, Options),
-    Next#{os_pid => launch(Next)}.
-
-%% Exited processes of ours stay zombies (nobody reaps them here).
-os_process_running(OsPid) ->
-    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
-        {ok, Stat} -> nomatch =:= binary:match(Stat, <<") Z ">>);
-        {error, _} -> false
-    end.
-
-launch(Broker = #{port := Port, dir := Dir, storage := Storage}) ->
-    Url = "tcp://127.0.0.1:" ++ integer_to_list(Port),
-    Advertised = "tcp://127.0.0.1:" ++ integer_to_list(maps:get(advertised_port, Broker, Port)),
-    Auth = case maps:get(authentication, Broker, false) of true -> " --authentication"; false -> "" end,
-    Log = filename:join(Dir, "tansu-" ++ integer_to_list(Port) ++ ".log"),
-    Cmd = io_lib:format("cd '~s' && exec '~s' broker --listener-url ~s --advertised-listener-url ~s "
-                        "--storage-engine '~s'~s >>'~s' 2>&1 & echo $!",
-                        [Dir, tansu(), Url, Advertised, Storage, Auth, Log]),
-    OsPid = spawn_os_process(Cmd),
-    case wait_until(fun() -> port_open(Port) end, 15000) of
-        ok ->
-            OsPid;
-        timeout ->
-            %% Say why in the test log before failing.
-            {ok, Out} = file:read_file(Log),
-            ct:log("tansu on port ~b did not open it (process running: ~p); its log:~n~s",
-                   [Port, os_process_running(OsPid), Out]),
-            error({broker_not_listening, Port})
-    end.
-
 %% @doc Runs Cmd (which must end in `& echo $!') and remembers its OS pid
-%% VM-wide, for stop_all_brokers/0: test cases run in processes that do
-%% not outlive them.
+%% VM-wide, for stop_all_os_processes/0: test cases run in processes that
+%% do not outlive them.
 spawn_os_process(Cmd) ->
-    OsPid = string:trim(os:cmd(lists:flatten(Cmd))),
-    persistent_term:put({?MODULE, brokers}, [OsPid | persistent_term:get({?MODULE, brokers}, [])]),
+    OsPid = string:trim(os:cmd(binary_to_list(iolist_to_binary(Cmd)))),
+    persistent_term:put({?MODULE, os_pids}, [OsPid | persistent_term:get({?MODULE, os_pids}, [])]),
     OsPid.
 
-stop_broker(#{os_pid := OsPid}) ->
-    os:cmd("kill " ++ OsPid ++ " 2>/dev/null"),
+%% @doc kill -9 of every process spawn_os_process/1 started in this VM.
+stop_all_os_processes() ->
+    [os:cmd("kill -9 " ++ OsPid ++ " 2>/dev/null") || OsPid <- persistent_term:get({?MODULE, os_pids}, [])],
+    persistent_term:put({?MODULE, os_pids}, []),
     ok.
-
-%% @doc Stops every broker this VM started (cleanup after a test case).
-stop_all_brokers() ->
-    [os:cmd("kill " ++ OsPid ++ " 2>/dev/null") || OsPid <- persistent_term:get({?MODULE, brokers}, [])],
-    persistent_term:put({?MODULE, brokers}, []),
-    ok.
-
-%% @doc kill -9, as a crash would.
-kill_broker(Broker = #{os_pid := OsPid, port := Port}) ->
-    os:cmd("kill -9 " ++ OsPid),
-    ok = wait_until(fun() -> not port_open(Port) end, 10000),
-    Broker.
-
-restart_broker(Broker) ->
-    Broker#{os_pid => launch(Broker)}.
-
-%% @doc Where clients connect: the advertised port (a TLS front) if any.
-bootstrap(Broker = #{port := Port}) ->
-    iolist_to_binary(["127.0.0.1:", integer_to_list(maps:get(advertised_port, Broker, Port))]).
-
-create_topic(Broker, Name) ->
-    create_topic(Broker, Name, 3).
-
-create_topic(#{port := Port}, Name, Partitions) ->
-    Cmd = io_lib:format("'~s' topic create '~s' --partitions ~b --broker tcp://127.0.0.1:~b 2>&1; echo rc=$?",
-                        [tansu(), Name, Partitions, Port]),
-    Out = os:cmd(lists:flatten(Cmd)),
-    case string:find(Out, "rc=0") of
-        nomatch -> error({create_topic_failed, Name, Out});
-        _ -> ok
-    end.
-
-tansu() ->
-    case os:find_executable("tansu") of
-        false -> filename:join([os:getenv("HOME"), ".cargo", "bin", "tansu"]);
-        Path -> Path
-    end.
 
 free_port() ->
     {ok, Socket} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
     {ok, Port} = inet:port(Socket),
     gen_tcp:close(Socket),
     Port.
-
-port_open(Port) ->
-    case gen_tcp:connect({127, 0, 0, 1}, Port, [], 200) of
-        {ok, S} -> gen_tcp:close(S), true;
-        {error, _} -> false
-    end.
-
-%%--------------------------------------------------------------------
-%% Secured brokers: certificates from the openssl CLI, tansu behind stunnel4
-%%--------------------------------------------------------------------
 
 openssl(Dir, Args) ->
     Out = os:cmd(lists:flatten(["cd '", Dir, "' && openssl ", Args, " 2>&1; echo rc=$?"])),
@@ -160,45 +62,6 @@ make_certificates(Dir, KeyPassword) ->
                                         {server_key, "server.key"}, {client_cert, "client.pem"},
                                         {client_key, "client.key"}, {client_encrypted_key, "client_encrypted.key"}]]).
 
-%% @doc tansu on sqlite (topics and users survive its restart), first in
-%% the clear to create them, then behind stunnel with the TLS port
-%% advertised. Options: `mutual' (stunnel asks for a client certificate),
-%% `scram_password' (users alice256 and alice512 with it, and SCRAM
-%% required).
-secured_broker(Dir, Certs, Topics, Options) ->
-    Plain = start_broker(Dir, "sqlite://tansu.db"),
-    [ok = create_topic(Plain, T) || T <- Topics],
-    Password = maps:get(scram_password, Options, undefined),
-    Password =:= undefined orelse
-        [ok = create_user(Plain, User, Mechanism, Password)
-         || {User, Mechanism} <- [{"alice256", "scram256"}, {"alice512", "scram512"}]],
-    TlsPort = free_port(),
-    ok = start_stunnel(Dir, Certs, TlsPort, maps:get(port, Plain), maps:get(mutual, Options, false)),
-    relaunch(Plain, #{advertised_port => TlsPort, authentication => Password =/= undefined}).
-
-create_user(#{port := Port}, User, Mechanism, Password) ->
-    Cmd = io_lib:format("~s user create ~s '~s' --mechanism ~s --broker tcp://127.0.0.1:~b 2>&1; echo rc=$?",
-                        [tansu(), User, Password, Mechanism, Port]),
-    Out = os:cmd(lists:flatten(Cmd)),
-    case string:find(Out, "rc=0") of
-        nomatch -> error({create_user, User, Out});
-        _ -> ok
-    end.
-
-start_stunnel(Dir, #{server_cert := Cert, server_key := Key, ca := Ca}, Accept, Connect, Mutual) ->
-    Conf = filename:join(Dir, "stunnel.conf"),
-    Verify = case Mutual of
-                 true -> ["verifyChain = yes\nrequireCert = yes\nCAfile = ", Ca, "\n"];
-                 false -> ""
-             end,
-    ok = file:write_file(Conf, ["foreground = yes\npid =\n[kafka]\n",
-                                "accept = 127.0.0.1:", integer_to_list(Accept), "\n",
-                                "connect = 127.0.0.1:", integer_to_list(Connect), "\n",
-                                "cert = ", Cert, "\nkey = ", Key, "\n", Verify]),
-    Log = filename:join(Dir, "stunnel.log"),
-    _ = spawn_os_process(["stunnel4 '", Conf, "' >>'", Log, "' 2>&1 & echo $!"]),
-    wait_until(fun() -> port_open(Accept) end, 10000).
-
 %%--------------------------------------------------------------------
 %% Reading Kafka
 %%--------------------------------------------------------------------
@@ -219,7 +82,7 @@ consume(Broker, Topic, Expect, IdleMs, Properties) ->
     Out = filename:join(maps:get(dir, Broker), "consume-" ++ integer_to_list(erlang:unique_integer([positive]))),
     Props = lists:flatten([[" '", P, "'"] || P <- Properties]),
     Cmd = io_lib:format("'~s' consume ~s '~s' ~b ~b '~s'~s 2>&1",
-                        [kafka_tool(), bootstrap(Broker), Topic, Expect, IdleMs, Out, Props]),
+                        [kafka_tool(), kafka_bridge_broker:bootstrap(Broker), Topic, Expect, IdleMs, Out, Props]),
     case os:cmd(lists:flatten(Cmd)) of
         "" -> ok;
         Noise -> ct:log("kafka_tool: ~s", [Noise])
@@ -234,6 +97,24 @@ values(Records) ->
 %% @doc The `id' field of each record's JSON, as an integer.
 ids(Records) ->
     [binary_to_integer(maps:get(<<"id">>, J), 16) || J <- values(Records)].
+
+%% @doc Records hold each of Ids exactly once, and each partition holds
+%% its ids in increasing order: ids were published in increasing order, and
+%% a key always maps to one partition, so order per key holds too.
+assert_once_in_order(Records, Ids) ->
+    Read = ids(Records),
+    Duplicates = length(Read) - length(lists:usort(Read)),
+    OutOfOrder = [P || P <- lists:usort([P || #{partition := P} <- Records]),
+                       begin
+                           InPartition = [R || R = #{partition := P1} <- Records, P1 =:= P],
+                           Sorted = ids(lists:sort(fun(#{offset := A}, #{offset := B}) -> A =< B end, InPartition)),
+                           Sorted =/= lists:usort(Sorted)
+                       end],
+    ct:comment("~b records read, ~b duplicates, partitions out of order: ~w", [length(Read), Duplicates, OutOfOrder]),
+    [] = ordsets:subtract(Ids, lists:usort(Read)),
+    {0, []} = {Duplicates, OutOfOrder},
+    [] = ordsets:subtract(lists:usort(Read), Ids),
+    ok.
 
 %% @doc A fresh VM with OTP and the EMQX stand-ins only, as an EMQX node
 %% before any plugin: packages go in InstallDir, plugin data (and the
@@ -265,7 +146,7 @@ project_root() ->
 
 %% @doc A config for Broker, with Overrides merged in (deeply).
 config(Broker, Overrides) ->
-    deep_merge(#{<<"kafka">> => #{<<"bootstrap_servers">> => bootstrap(Broker)}}, Overrides).
+    deep_merge(#{<<"kafka">> => #{<<"bootstrap_servers">> => kafka_bridge_broker:bootstrap(Broker)}}, Overrides).
 
 deep_merge(A, B) when is_map(A), is_map(B) ->
     maps:fold(fun(K, V, Acc) ->

@@ -1,5 +1,5 @@
 //! Test and benchmark helper that speaks to Kafka with the same rdkafka the
-//! bridge uses (Debian's kcat cannot talk to tansu).
+//! bridge uses, built with it by `make`.
 //!
 //! `kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT_FILE [key=value ...]`
 //!   reads every partition of TOPIC from the beginning until EXPECT records
@@ -17,6 +17,9 @@
 //! `kafka_tool hocon-term FILE OUT_FILE`
 //!   the same for a HOCON file (config.hocon), for the EMQX stand-in.
 //!
+//! `kafka_tool admin BROKERS create-topic|delete-topic|add-partitions|alter-topic ...`
+//!   topic administration for the tests (admin.rs).
+//!
 //! `kafka_tool produce-raw BROKERS TOPIC FILE COUNT [key=value ...]`
 //!   the benchmark's baseline (raw_batch.rs): sends COUNT records whose
 //!   values are the lines of FILE (cycled), keyed like the bridge, with the
@@ -28,6 +31,7 @@
 //!   SECONDS, all keyed KEY, handed over every HANDOVER_MS, and prints
 //!   `{raw_paced, Records, CpuNanoseconds, WallMicroseconds}.`.
 
+mod admin;
 mod etf;
 mod raw_batch;
 mod raw_paced;
@@ -48,11 +52,12 @@ fn main() {
         Some("consume") if args.len() >= 6 => {
             consume(&args[1], &args[2], parse(&args[3]), parse(&args[4]), &args[5], &args[6..])
         }
+        Some("admin") if args.len() >= 3 => admin::run(&args[1], &args[2..]),
         Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
         Some("hocon-term") if args.len() == 3 => hocon_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
         Some("produce-raw-paced") if args.len() >= 8 => produce_raw_paced(&args[1..8], &args[8..]),
-        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT [k=v ...] | json-term FILE OUT | hocon-term FILE OUT \
+        _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT [k=v ...] | admin BROKERS ... | json-term FILE OUT | hocon-term FILE OUT \
                   | produce-raw BROKERS TOPIC FILE COUNT [k=v ...] \
                   | produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS [k=v ...]"
             .into()),

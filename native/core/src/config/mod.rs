@@ -137,7 +137,10 @@ pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     ("linger.ms", "20"),
     ("compression.type", "lz4"),
     ("partitioner", "murmur2_random"),
-    ("enable.idempotence", "false"),
+    // As Kafka's own clients since 3.0: a retried batch is not written
+    // twice, and order per partition holds across retries (librdkafka then
+    // caps max.in.flight at 5 itself).
+    ("enable.idempotence", "true"),
     // Room for a 1 MB MQTT payload encoded as base64 JSON; the topic's
     // max.message.bytes on the broker must allow it too.
     ("message.max.bytes", "2097152"),

@@ -155,8 +155,13 @@ fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> La
         Some("hostname mismatch: the broker's certificate is not for this host (kafka.ssl.verify_hostname)")
     } else if lower.contains("certificate verify failed") {
         Some("certificate verify failed: the broker's certificate is signed by no CA of kafka.ssl.ca (or, without it, of the system store)")
-    } else if lower.contains("certificate required") || lower.contains("peer did not return a certificate") {
-        Some("no client certificate: the broker asks for one (kafka.ssl.certificate and kafka.ssl.key)")
+    } else if lower.contains("certificate required")
+        || lower.contains("peer did not return a certificate")
+        // What a Java broker (Apache Kafka) answers to a client that sent
+        // no certificate, or one it does not trust.
+        || lower.contains("alert bad certificate")
+    {
+        Some("no client certificate, or one the broker does not trust: it asks for one (kafka.ssl.certificate and kafka.ssl.key)")
     } else if code == Some(SSL) || lower.contains("ssl routines") || lower.contains("ssl handshake") {
         Some("see the reason")
     } else {
@@ -172,5 +177,26 @@ fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> La
         )),
         (None, Some(BrokerTransportFailure | AllBrokersDown | Resolve)) => other(format!("broker unreachable: {reason}")),
         (None, _) => other(reason.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reasons librdkafka gives when a broker that requires a client
+    /// certificate got none: an OpenSSL server's alert and a Java one's
+    /// (Apache Kafka 4.1, TLS 1.3).
+    #[test]
+    fn a_missing_client_certificate_is_named_whoever_the_broker_is() {
+        for reason in [
+            "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A00045C:SSL routines::tlsv13 alert certificate required",
+            "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad certificate: \
+             SSL alert number 42 (after 0ms in state APIVERSION_QUERY)",
+        ] {
+            let error = describe_connection_error(Some(RDKafkaErrorCode::BrokerTransportFailure), reason);
+            assert!(error.text.starts_with("TLS handshake failed: no client certificate"), "{}", error.text);
+            assert!(error.settings);
+        }
     }
 }
