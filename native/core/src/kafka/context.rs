@@ -2,7 +2,7 @@
 //! the polling thread. Delivery reports go to the buffer mode's handler
 //! (`delivery`); connection errors and statistics set the bridge's status.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +27,10 @@ pub struct Context {
     poll_unix_ms: AtomicI64,
     /// The reports of the current poll, added up.
     tally: Mutex<Tally>,
+    /// librdkafka reported an error since `take_error_arrived`: only then
+    /// is it asked whether one was fatal (`kafka::fatal`), which copies
+    /// its text. Its error events carry the underlying code, not `Fatal`.
+    error_arrived: AtomicBool,
 }
 
 impl Context {
@@ -38,7 +42,12 @@ impl Context {
             poll_epoch_ms: AtomicU32::new(0),
             poll_unix_ms: AtomicI64::new(0),
             tally: Mutex::default(),
+            error_arrived: AtomicBool::new(false),
         }
+    }
+
+    pub fn take_error_arrived(&self) -> bool {
+        self.error_arrived.swap(false, Relaxed)
     }
 
     /// Before a poll: reads the clock its delivery reports use.
@@ -77,6 +86,7 @@ impl ClientContext for Context {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
+        self.error_arrived.store(true, Relaxed);
         let status = &self.shared.status;
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             status.state.store(ConnectionState::Disconnected);

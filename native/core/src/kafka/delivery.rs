@@ -49,11 +49,12 @@ impl MemoryDeliveries {
                 tally.latency.record(now_ms.wrapping_sub(tag.enqueued_ms()) as u64);
             }
             Err((error, message)) if is_purge(error) => match self.lifecycle.load() {
-                Lifecycle::Retire => requeue(shared, inflight.into_record(message)),
                 Lifecycle::Stop => inc(&shared.metrics.dropped_on_stop),
-                // Run: the producer is dropped while its thread unwinds from
-                // a panic; Bridge::stop counts what the budget still holds.
-                Lifecycle::Run => {}
+                // Retire: for the next generation. Run: a producer replaced
+                // after a fatal error (or librdkafka's own purge at that
+                // error), for the fresh one; or one dropped while its thread
+                // unwinds from a panic, and Bridge::stop counts the queue.
+                Lifecycle::Retire | Lifecycle::Run => requeue(shared, inflight.into_record(message)),
             },
             Err((error, message)) => failed(shared, message.topic(), error),
         }

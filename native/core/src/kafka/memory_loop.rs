@@ -9,6 +9,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 
 use crate::kafka::context::Context;
+use crate::kafka::fatal::{FatalWatch, Health};
 use crate::kafka::polling::{self, flush, poll, poll_ready};
 use crate::kafka::handoff::{produce, produce_run, Produced, TopicNames};
 use crate::kafka::in_flight::Tag;
@@ -36,7 +37,18 @@ pub fn run(
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let mut waiter = Waiter::new(nap);
     let mut names = TopicNames::default();
+    let mut fatal = FatalWatch::default();
     while lifecycle.is_running() {
+        match fatal.check(&producer, &shared) {
+            Health::Usable => {}
+            // Records wait in the queue and `batch`, within the budget.
+            Health::Holding => {
+                poll(&producer, Duration::from_millis(50));
+                renewal.poll_draining(&shared);
+                continue;
+            }
+            Health::RetryNow => renewal.replace_fatal(&mut producer, &mut names),
+        }
         if batch.is_empty() {
             // Deliveries are served once per nap, as records are handed over.
             let wait = if shared.metrics.inflight.load(Relaxed) > 0 { nap } else { Duration::from_millis(50) };

@@ -1,12 +1,13 @@
 //! Everything that talks to Kafka: librdkafka's client config, the
 //! producer's context (errors, statistics), delivery reports per buffer
-//! mode and the polling that serves them, the
+//! mode and the polling that serves them, fatal errors, the
 //! zero-copy hand-off, the memory and spool loops, producer generations
 //! and topic creation.
 
 pub mod client;
 pub mod context;
 pub mod delivery;
+pub mod fatal;
 pub mod handoff;
 pub mod in_flight;
 pub mod lifecycle;

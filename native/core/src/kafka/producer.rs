@@ -93,15 +93,20 @@ impl ProducerHandle {
                             admin.create_until_done(&shared, &lifecycle);
                         }
                         match spool {
-                            None => memory_loop::run(producer, renewal, shared, lifecycle, deadline, nap, inject_panic),
+                            None => {
+                                memory_loop::run(producer, renewal, shared, lifecycle, deadline, nap, inject_panic);
+                                Ok(())
+                            }
                             Some(spool) => {
                                 let options = spool_loop::Options { spill_after, overflow };
                                 spool_loop::run(producer, renewal, spool, options, lifecycle, deadline)
                             }
                         }
                     }));
-                    if let Err(panic) = body {
-                        report_failure(&watched, &*panic);
+                    match body {
+                        Ok(Ok(())) => {}
+                        Ok(Err(why)) => report_failure(&watched, &why),
+                        Err(panic) => report_failure(&watched, &crate::log::panic_text(&*panic)),
                     }
                 })
                 .map_err(|e| format!("cannot start the producer thread: {e}"))?
@@ -129,12 +134,12 @@ impl ProducerHandle {
     }
 }
 
-/// A panic of the producer thread (a bug): status says failed and why, an
-/// error line is logged, and the owning Erlang process is told, so that it
+/// A panic of the producer thread (a bug), or a spool-mode producer that
+/// stayed fatal (`kafka::fatal`): status says failed and why, an error line
+/// is logged, and the owning Erlang process is told, so that it
 /// stops and its supervisor starts the bridge again. Hooks keep counting
 /// until then; `Bridge::stop` counts what the thread left as dropped.
-fn report_failure(shared: &Shared, panic: &(dyn std::any::Any + Send)) {
-    let why = crate::log::panic_text(panic);
+fn report_failure(shared: &Shared, why: &str) {
     let text = format!("kafka bridge: the Kafka producer thread failed ({why}); restarting the bridge");
     shared.status.state.store(ConnectionState::Failed);
     shared.status.set_error(text.clone());

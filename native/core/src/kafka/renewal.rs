@@ -13,7 +13,7 @@
 //! pauses (records wait in the queue, where `buffer.*` bounds them).
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 
 use crate::kafka::handoff::{TopicNames, MAX_TOPICS};
 use crate::log::Level;
@@ -63,6 +63,19 @@ impl Renewal {
             let producer = std::mem::replace(producer, fresh);
             self.draining.push(Draining { names, producer });
         }
+    }
+
+    /// Replaces a producer that hit a fatal error (see `fatal`) with a
+    /// fresh one. What librdkafka still holds is purged: memory mode
+    /// requeues it for the fresh producer (delivery.rs). Keeps the old one
+    /// if no fresh one can be made.
+    pub fn replace_fatal(&mut self, producer: &mut BaseProducer<Context>, names: &mut TopicNames) {
+        let Ok(fresh) = (self.make)() else { return };
+        let names = std::mem::take(names);
+        let old = std::mem::replace(producer, fresh);
+        old.purge(PurgeConfig::default().queue().inflight());
+        poll_ready(&old);
+        self.draining.push(Draining { names, producer: old });
     }
 
     /// Serves the replaced producers' delivery reports and destroys those

@@ -24,6 +24,7 @@ use crate::metrics::inc;
 use crate::kafka::handoff::{produce, Produced, TopicNames};
 use crate::kafka::in_flight::Tag;
 use crate::kafka::context::Context;
+use crate::kafka::fatal::{FatalWatch, Health};
 use crate::kafka::delivery::Report;
 use crate::kafka::polling::{flush, poll, poll_ready};
 use crate::kafka::lifecycle::AtomicLifecycle;
@@ -116,6 +117,10 @@ struct SpoolThread {
     unreachable_since: Option<Instant>,
     waiter: Waiter,
     renewal: Renewal,
+    fatal: FatalWatch,
+    /// The producer stayed fatal (see `kafka::fatal`): the loop ends and
+    /// the bridge restarts, replaying the spool with a fresh producer.
+    gave_up: Option<String>,
 }
 
 pub fn run(
@@ -125,7 +130,7 @@ pub fn run(
     options: Options,
     lifecycle: Arc<AtomicLifecycle>,
     deadline: Arc<Mutex<Option<Instant>>>,
-) {
+) -> Result<(), String> {
     let shared = spool.shared().clone();
     let rx = shared.queue.receiver().clone();
     if let Some(note) = &spool.replay_note {
@@ -145,12 +150,16 @@ pub fn run(
         waiter: Waiter::new(Duration::ZERO),
         names: TopicNames::default(),
         renewal,
+        fatal: FatalWatch::default(),
+        gave_up: None,
     };
-    while lifecycle.is_running() {
+    while lifecycle.is_running() && thread.gave_up.is_none() {
         thread.round(&rx);
     }
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
+    let gave_up = thread.gave_up.take();
     thread.stop(&rx, deadline);
+    gave_up.map_or(Ok(()), Err)
 }
 
 impl SpoolThread {
@@ -165,6 +174,18 @@ impl SpoolThread {
         } else {
             Duration::from_millis(50)
         };
+        let usable = match self.fatal.check(&self.producer, &self.shared) {
+            Health::Usable => true,
+            // Events go to disk, and nothing is fed from it.
+            Health::Holding => {
+                self.spilling = true;
+                false
+            }
+            Health::RetryNow => {
+                self.gave_up = Some(format!("the Kafka producer stayed unusable: {}", self.shared.status.last_error()));
+                return;
+            }
+        };
         let first = self.waiter.recv(rx, wait, |nap| poll(&self.producer, nap));
         self.track_reachability();
         let now = Now::get();
@@ -173,7 +194,9 @@ impl SpoolThread {
             self.accept(record, now);
         }
         self.flush(false);
-        self.feed();
+        if usable {
+            self.feed();
+        }
         if self.spilling && self.options.spill_after.is_some() && self.pending.is_none() && self.spool.caught_up()
             && !self.broker_unreachable()
         {
