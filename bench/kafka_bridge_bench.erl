@@ -34,7 +34,7 @@
 -define(E2E_EVENTS, 300000).
 %% The producer settings the bridge uses by default, for the raw baseline too.
 -define(PROPS, ["acks=all", "linger.ms=20", "compression.type=lz4", "partitioner=murmur2_random",
-                "message.max.bytes=2097152"]).
+                "enable.idempotence=true", "message.max.bytes=2097152"]).
 
 main() ->
     Dir = os:getenv("BENCH_DIR"),
@@ -283,7 +283,9 @@ scheduler_safety(Dir) ->
     Bin = message(<<"bench-client-1">>, <<"bench/big">>, crypto:strong_rand_bytes(1024 * 1024), #{}),
     with_broker(Dir, fun(Broker) ->
                              Topic = unique(<<"big">>),
-                             ok = kafka_bridge_broker:create_topic(Broker, Topic),
+                             %% A binary 1 MB payload is a 1.4 MB record: the topic
+                             %% allows the bridge's message.max.bytes.
+                             ok = kafka_bridge_broker:create_topic(Broker, Topic, 3, [{"max.message.bytes", "2097152"}]),
                              Bridge = start_bridge(Broker, Topic, big_buffer()),
                              Self = self(),
                              erlang:system_monitor(self(), [{long_schedule, 1}]),

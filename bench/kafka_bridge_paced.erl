@@ -40,7 +40,7 @@
 %% (native/core/src/config/mod.rs) and the bench's big buffer
 %% (native/core/src/kafka/client.rs), as memory mode applies them.
 -define(RAW_PROPS, ["acks=all", "linger.ms=" ++ integer_to_list(?RAW_LINGER_MS), "compression.type=lz4",
-                    "partitioner=murmur2_random", "enable.idempotence=false", "message.max.bytes=2097152",
+                    "partitioner=murmur2_random", "enable.idempotence=true", "message.max.bytes=2097152",
                     "statistics.interval.ms=1000", "queue.buffering.max.messages=2000000",
                     "queue.buffering.max.kbytes=2097151"]).
 

@@ -1,5 +1,5 @@
-%% @doc The foundation: message.publish bridged into a real Kafka broker
-%% (tansu), read back and checked field by field.
+%% @doc The foundation: message.publish bridged into Apache Kafka, read
+%% back and checked field by field.
 -module(emqx_plugin_kafka_bridge_SUITE).
 
 -compile([export_all, nowarn_export_all]).

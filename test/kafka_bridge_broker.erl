@@ -32,8 +32,9 @@ start(Dir) ->
 %% - `super_users => [Name]' with `{"authorizer.class.name", ...}' in
 %%   properties: principals the authorizer lets do anything.
 start(Parent, Options) ->
-    %% A directory of its own: suites share their priv_dir.
-    Dir = filename:join(Parent, "kafka-" ++ integer_to_list(erlang:unique_integer([positive]))),
+    %% A directory of its own: suites share their priv_dir, and the
+    %% bench's two VMs their directory.
+    Dir = filename:join(Parent, lists:concat(["kafka-", os:getpid(), "-", erlang:unique_integer([positive])])),
     ok = filelib:ensure_dir(filename:join([Dir, "data", "x"])),
     Port = maps:get(port, Options, kafka_bridge_test_lib:free_port()),
     Secured = [{Name, kafka_bridge_test_lib:free_port()}

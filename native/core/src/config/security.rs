@@ -189,8 +189,8 @@ mod tests {
         assert_eq!(property(&properties, "ssl.endpoint.identification.algorithm"), Some("https"));
     }
 
-    /// tansu has no PLAIN: its mapping is checked against librdkafka's own
-    /// config parser here.
+    /// The mapping is checked against librdkafka's own config parser here;
+    /// security_SUITE signs in with PLAIN on Apache Kafka.
     #[test]
     fn plain_over_tls_is_accepted_by_librdkafka() {
         let sasl = SaslConfig { mechanism: SaslMechanism::Plain, username: "key".into(), password: "secret".into() };

@@ -1,7 +1,7 @@
 //! The memory-mode delivery path against librdkafka's mock cluster: a
 //! producer generation drains the queue into "Kafka" and accounts for every
 //! record, with no broker process. (The suites in test/ do the same
-//! against tansu, through the VM.)
+//! against Apache Kafka, through the VM.)
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
