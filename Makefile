@@ -2,9 +2,9 @@
 #              builds the NIF for x86_64 and aarch64 (glibc 2.17), the Erlang
 #              app, the test tool and the plugin tarball, and checks each .so.
 # `make test`  also fetches Apache Kafka's jars (test/kafka/pom.xml) and the
-#              schema test's Python packages if missing, then runs cargo test, the .so check's own test, the
-#              schema test, xref, dialyzer
-#              and rebar3 ct.
+#              schema test's Python packages if missing, then runs cargo test,
+#              the .so check's own test, the rebuild-while-loaded test, the
+#              schema test, xref, dialyzer and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
 
 SHELL := /bin/bash
@@ -73,6 +73,7 @@ pyenv:
 test: all kafka pyenv
 	scripts/portable_cargo.sh x86_64 test -p kafka_bridge_core
 	test/check_nif_test.sh
+	test/build_nif_test.sh
 	$(PYENV)/bin/python test/config_schema_test.py
 	rebar3 xref
 	rebar3 dialyzer

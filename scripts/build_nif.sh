@@ -12,7 +12,13 @@ for arch in x86_64 aarch64; do
     exit 1
   fi
   mkdir -p "priv/$arch"
-  cp "target/$arch-unknown-linux-gnu/release/libkafka_bridge_nif.so" "priv/$arch/"
+  # A new file renamed into place: a VM that has the old one loaded keeps
+  # its inode. Copying onto it would rewrite the pages that VM has mapped,
+  # and it dies with SIGBUS (test/build_nif_test.sh).
+  tmp=$(mktemp "priv/$arch/.libkafka_bridge_nif.so.XXXXXX")
+  cp "target/$arch-unknown-linux-gnu/release/libkafka_bridge_nif.so" "$tmp" || { rm -f "$tmp"; exit 1; }
+  chmod 755 "$tmp"
+  mv -f "$tmp" "priv/$arch/libkafka_bridge_nif.so"
 done
 # The single-architecture layout that came before.
 rm -f priv/libkafka_bridge_nif.so
