@@ -3,7 +3,8 @@
 %% and EMQX-shaped hook arguments. Brokers are kafka_bridge_broker's.
 -module(kafka_bridge_test_lib).
 
--export([spawn_os_process/1, stop_all_os_processes/0, free_port/0, make_certificates/2, consume/3, consume/4, consume/5, values/1, ids/1, assert_once_in_order/2,
+-export([spawn_os_process/1, stop_all_os_processes/0, free_port/0, make_certificates/2,
+         consume/3, consume/4, consume/5, values/1, ids/1, assert_once_in_order/2,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,

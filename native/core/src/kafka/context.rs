@@ -46,8 +46,10 @@ impl Context {
         }
     }
 
+    /// A plain load first: the producer loops call this on every turn, and
+    /// a swap would write the line every time.
     pub fn take_error_arrived(&self) -> bool {
-        self.error_arrived.swap(false, Relaxed)
+        self.error_arrived.load(Relaxed) && self.error_arrived.swap(false, Relaxed)
     }
 
     /// Before a poll: reads the clock its delivery reports use.
