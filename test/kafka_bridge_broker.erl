@@ -28,9 +28,10 @@ start(Dir) ->
 %%   `users => [{Name, Password}]': SASL users, each known to PLAIN and to
 %%   both SCRAM mechanisms;
 %% - `properties => [{Key, Value}]': server properties over the defaults
-%%   below (e.g. `{"auto.create.topics.enable", "true"}');
-%% - `super_users => [Name]' with `{"authorizer.class.name", ...}' in
-%%   properties: principals the authorizer lets do anything.
+%%   below (e.g. `{"auto.create.topics.enable", "true"}'). With an
+%%   `authorizer.class.name', User:ANONYMOUS (the PLAINTEXT listener, where
+%%   the tests administer and read, and inter-broker traffic) may do
+%%   anything.
 start(Parent, Options) ->
     %% A directory of its own: suites share their priv_dir, and the
     %% bench's two VMs their directory.
@@ -103,12 +104,10 @@ create_topic(Broker, Name, Partitions, Configs) ->
 %% listener (see tools/kafka_tool/src/admin.rs): ok, or an error with what
 %% it said.
 admin(Broker, Args) ->
-    Quoted = [[" '", A, "'"] || A <- Args],
-    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext), Quoted, " 2>&1; echo rc=$?"],
-    Out = os:cmd(binary_to_list(iolist_to_binary(Cmd))),
-    case string:find(Out, "rc=0") of
-        nomatch -> error({kafka_admin_failed, Args, Out});
-        _ -> ok
+    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext), quoted(Args)],
+    case kafka_bridge_test_lib:shell(Cmd) of
+        {ok, _} -> ok;
+        {error, Out} -> error({kafka_admin_failed, Args, Out})
     end.
 
 %% @doc Runs one of Kafka's own command-line classes (e.g.
@@ -116,12 +115,14 @@ admin(Broker, Args) ->
 %% returns its output, or an error with it.
 kafka_class(Broker, Class, Args) ->
     Cmd = [java(), " -cp '", classpath(), "' -Dlog4j2.configurationFile='", log4j_config(Broker), "' ", Class,
-           [[" '", A, "'"] || A <- Args], " 2>&1; echo rc=$?"],
-    Out = os:cmd(binary_to_list(iolist_to_binary(Cmd))),
-    case string:find(Out, "rc=0") of
-        nomatch -> error({kafka_command_failed, Class, Args, Out});
-        _ -> Out
+           quoted(Args)],
+    case kafka_bridge_test_lib:shell(Cmd) of
+        {ok, Out} -> Out;
+        {error, Out} -> error({kafka_command_failed, Class, Args, Out})
     end.
+
+quoted(Args) ->
+    [[" '", A, "'"] || A <- Args].
 
 %% @doc The record batches of Topic as the broker wrote them to disk
 %% (Kafka's DumpLogSegments): per batch `{Partition, ProducerId,
@@ -166,7 +167,7 @@ properties(Broker = #{dir := Dir, listeners := Listeners, controller_port := Con
          {"transaction.state.log.min.isr", "1"},
          {"transaction.state.log.num.partitions", "1"},
          {"group.initial.rebalance.delay.ms", "0"},
-         {"super.users", lists:join(";", ["User:ANONYMOUS" | ["User:" ++ U || U <- maps:get(super_users, Broker, [])]])}]
+         {"super.users", "User:ANONYMOUS"}]
         ++ security_properties(Broker),
     Overrides = maps:get(properties, Broker, []),
     [{K, V} || {K, V} <- Defaults, not lists:keymember(K, 1, Overrides)] ++ Overrides.

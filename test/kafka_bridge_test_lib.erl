@@ -3,7 +3,7 @@
 %% and EMQX-shaped hook arguments. Brokers are kafka_bridge_broker's.
 -module(kafka_bridge_test_lib).
 
--export([spawn_os_process/1, stop_all_os_processes/0, free_port/0, make_certificates/2,
+-export([spawn_os_process/1, stop_all_os_processes/0, shell/1, free_port/0, make_certificates/2,
          consume/3, consume/4, consume/5, values/1, ids/1, assert_once_in_order/2,
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
@@ -36,11 +36,19 @@ free_port() ->
     gen_tcp:close(Socket),
     Port.
 
-openssl(Dir, Args) ->
-    Out = os:cmd(lists:flatten(["cd '", Dir, "' && openssl ", Args, " 2>&1; echo rc=$?"])),
+%% @doc Runs Cmd (an iolist) in a shell: {ok, Output} when it exits 0,
+%% else {error, Output}; Output has its standard error too.
+shell(Cmd) ->
+    Out = os:cmd(binary_to_list(iolist_to_binary([Cmd, " 2>&1; echo rc=$?"]))),
     case string:find(Out, "rc=0") of
-        nomatch -> error({openssl, Args, Out});
-        _ -> ok
+        nomatch -> {error, Out};
+        _ -> {ok, Out}
+    end.
+
+openssl(Dir, Args) ->
+    case shell(["cd '", Dir, "' && openssl ", Args]) of
+        {ok, _} -> ok;
+        {error, Out} -> error({openssl, Args, Out})
     end.
 
 %% @doc A CA, a server certificate for 127.0.0.1 and localhost, a client
