@@ -14,7 +14,7 @@ use crate::kafka::polling::{self, flush, poll, poll_ready};
 use crate::kafka::handoff::{produce, produce_run, Produced, TopicNames};
 use crate::kafka::in_flight::Tag;
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
-use crate::kafka::renewal::{Draining, Renewal};
+use crate::kafka::renewal::{destroy_all, Draining, Renewal};
 use crate::metrics::inc;
 use crate::queue::{Record, Waiter};
 use crate::runtime::Shared;
@@ -44,7 +44,7 @@ pub fn run(
             // Records wait in the queue and `batch`, within the budget.
             Health::Holding => {
                 poll(&producer, Duration::from_millis(50));
-                renewal.poll_draining(&shared);
+                renewal.poll_draining(&shared, |_| {});
                 continue;
             }
             Health::RetryNow => renewal.replace_fatal(&mut producer, &mut names),
@@ -54,7 +54,7 @@ pub fn run(
             let wait = if shared.metrics.inflight.load(Relaxed) > 0 { nap } else { Duration::from_millis(50) };
             if take_limit(&shared, 0) == 0 || renewal.must_pause(&names) {
                 poll(&producer, wait);
-                renewal.poll_draining(&shared);
+                renewal.poll_draining(&shared, |_| {});
                 continue;
             }
             batch.extend(waiter.recv(&rx, wait, |nap| polling::nap(&producer, nap)));
@@ -65,15 +65,23 @@ pub fn run(
         top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
         poll_ready(&producer);
         if batch.is_empty() {
-            renewal.renew_if_due(&mut producer, &mut names, false);
+            renewal.renew_if_due(&mut producer, &mut names);
         }
-        renewal.poll_draining(&shared);
+        renewal.poll_draining(&shared, |_| {});
     }
 
     let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
     if lifecycle.load() == Lifecycle::Stop {
         // Drain what the hooks queued before they were removed.
         while Instant::now() < deadline && !(batch.is_empty() && rx.is_empty()) {
+            // A producer past its topics is replaced here too: each new
+            // topic costs it more, and its destruction with them.
+            renewal.renew_if_due(&mut producer, &mut names);
+            if renewal.must_pause(&names) {
+                poll(&producer, Duration::from_millis(10));
+                renewal.poll_draining(&shared, |_| {});
+                continue;
+            }
             top_up_and_hand_over(&producer, &shared, &mut names, &rx, &mut batch);
             if batch.is_empty() && !rx.is_empty() {
                 // drop_oldest's window is full: wait for deliveries.
@@ -96,21 +104,35 @@ pub fn run(
         }
     }
     let current = Draining { names, producer };
-    for old in renewal.into_draining().into_iter().chain([current]) {
-        finish(old, deadline);
-    }
+    finish(renewal.into_draining().into_iter().chain([current]).collect(), deadline);
 }
 
-/// Flushes a producer until `deadline`, then takes back what it still
-/// holds: through delivery(), requeued when retiring, counted as
-/// dropped_on_stop when stopping.
-fn finish(Draining { names, producer }: Draining, deadline: Instant) {
-    flush(&producer, deadline.saturating_duration_since(Instant::now()));
-    producer.purge(PurgeConfig::default().queue().inflight());
-    flush(&producer, Duration::from_millis(500));
-    poll(&producer, Duration::ZERO);
-    // The topic handles go before the producer.
-    drop(names);
+/// Flushes the producers until `deadline`, then takes back what they
+/// still hold, all at once, so a stop with replaced producers still
+/// draining ends as soon as one without: through delivery(), requeued
+/// when retiring, counted as dropped_on_stop when stopping.
+fn finish(producers: Vec<Draining>, deadline: Instant) {
+    for old in &producers {
+        flush(&old.producer, deadline.saturating_duration_since(Instant::now()));
+    }
+    for old in &producers {
+        old.producer.purge(PurgeConfig::default().queue().inflight());
+    }
+    // Purged records are reported from librdkafka's threads: wait for
+    // them, briefly.
+    let until = Instant::now() + Duration::from_millis(500);
+    loop {
+        let mut held = 0;
+        for old in &producers {
+            poll_ready(&old.producer);
+            held += old.producer.in_flight_count();
+        }
+        if held == 0 || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    destroy_all(producers);
 }
 
 /// Fills `batch` up to `BATCH` from the queue and hands it over; when

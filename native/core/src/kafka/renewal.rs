@@ -10,7 +10,9 @@
 //! The old producer is not stopped: it delivers what it holds while the
 //! fresh one takes new records, and is destroyed once nothing of ours is
 //! left in it. At most `MAX_DRAINING` drain at once; past that the caller
-//! pauses (records wait in the queue, where `buffer.*` bounds them).
+//! pauses (records wait in the queue or the spool, where `buffer.*` bounds
+//! them). The spool thread's delivery window spans producers: it reads the
+//! draining ones' reports through `poll_draining`'s callback.
 
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
@@ -49,13 +51,9 @@ impl Renewal {
     }
 
     /// Replaces `producer` (and its `names`) with a fresh one when it has
-    /// used more than `MAX_TOPICS` topics; `idle_only` keeps it until it
-    /// holds nothing (the spool thread, whose window spans producers).
-    pub fn renew_if_due(&mut self, producer: &mut BaseProducer<Context>, names: &mut TopicNames, idle_only: bool) {
+    /// used more than `MAX_TOPICS` topics.
+    pub fn renew_if_due(&mut self, producer: &mut BaseProducer<Context>, names: &mut TopicNames) {
         if names.used() <= MAX_TOPICS || self.draining.len() >= MAX_DRAINING {
-            return;
-        }
-        if idle_only && producer.in_flight_count() > 0 {
             return;
         }
         if let Ok(fresh) = (self.make)() {
@@ -78,15 +76,17 @@ impl Renewal {
         self.draining.push(Draining { names, producer: old });
     }
 
-    /// Serves the replaced producers' delivery reports and destroys those
-    /// that hold nothing more.
-    pub fn poll_draining(&mut self, shared: &Shared) {
+    /// Serves the replaced producers' delivery reports, shows each producer
+    /// to `polled` (the spool thread takes its reports there), and destroys
+    /// those that hold nothing more.
+    pub fn poll_draining(&mut self, shared: &Shared, mut polled: impl FnMut(&BaseProducer<Context>)) {
         if self.draining.is_empty() {
             return;
         }
         let before = self.draining.len();
         self.draining.retain(|old| {
             poll_ready(&old.producer);
+            polled(&old.producer);
             old.producer.in_flight_count() > 0
         });
         if self.draining.len() < before {
@@ -100,4 +100,26 @@ impl Renewal {
     pub fn into_draining(self) -> Vec<Draining> {
         self.draining
     }
+
+    /// The replaced producers still draining.
+    pub fn draining(&self) -> impl Iterator<Item = &BaseProducer<Context>> {
+        self.draining.iter().map(|old| &old.producer)
+    }
+}
+
+/// Destroys producers side by side, each on a thread of its own that is
+/// joined before this returns: librdkafka's destroy waits for its own
+/// threads to end, a noticeable part of a stop when one follows another.
+pub fn destroy_all(producers: Vec<Draining>) {
+    std::thread::scope(|scope| {
+        for Draining { names, producer } in producers {
+            // The topic handles go before the producer.
+            drop(names);
+            // Without a thread, the closure and the producer in it are
+            // dropped right here.
+            let _ = std::thread::Builder::new()
+                .name("kafka_bridge_destroy".into())
+                .spawn_scoped(scope, move || drop(producer));
+        }
+    });
 }

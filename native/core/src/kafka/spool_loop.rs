@@ -26,11 +26,11 @@ use crate::kafka::in_flight::Tag;
 use crate::kafka::context::Context;
 use crate::kafka::fatal::{FatalWatch, Health};
 use crate::kafka::delivery::Report;
-use crate::kafka::polling::{flush, poll, poll_ready};
+use crate::kafka::polling::{poll, poll_ready};
 use crate::kafka::lifecycle::AtomicLifecycle;
 use crate::runtime::{ConnectionState, Shared};
 use crate::queue::{Record, Waiter};
-use crate::kafka::renewal::Renewal;
+use crate::kafka::renewal::{destroy_all, Draining, Renewal};
 use crate::clock::Now;
 use crate::spool::{Appended, Position, Spool};
 
@@ -205,24 +205,24 @@ impl SpoolThread {
         poll_ready(&self.producer);
         self.settle();
         self.spool.maintain(false);
-        self.renew_if_due();
     }
 
-    /// A fresh producer once this one has used many topics (see
-    /// `renewal`), only while librdkafka holds nothing of ours: the window
-    /// and the stop's purge work on one producer.
-    fn renew_if_due(&mut self) {
-        if self.pending.is_none() && self.window.slots.is_empty() {
-            self.renewal.renew_if_due(&mut self.producer, &mut self.names, true);
-        }
-        self.renewal.poll_draining(&self.shared);
+    /// Whether librdkafka may take another record: first a fresh producer
+    /// if this one has used too many topics (`renewal`; the old one's
+    /// records stay in the window until it reports them), and not while
+    /// too many replaced ones still drain.
+    fn producer_ready(&mut self) -> bool {
+        self.renewal.renew_if_due(&mut self.producer, &mut self.names);
+        !self.renewal.must_pause(&self.names)
     }
 
     /// An event from the hooks: straight to librdkafka (hybrid, when it can)
     /// or into the spool.
     fn accept(&mut self, record: Record, now: Now) {
         if !self.spilling {
-            if self.broker_unreachable() {
+            if !self.producer_ready() {
+                self.start_spilling("replaced Kafka producers are still delivering (a topic per client?)");
+            } else if self.broker_unreachable() {
                 self.start_spilling("the Kafka broker has been unreachable for buffer.spill_after");
             } else {
                 let seq = self.window.next_seq();
@@ -314,7 +314,7 @@ impl SpoolThread {
         let now = Now::get();
         let max_in_flight = self.spool.max_disk_bytes() / 4;
         for _ in 0..FEED {
-            if self.window.spool_bytes >= max_in_flight {
+            if self.window.spool_bytes >= max_in_flight || !self.producer_ready() {
                 return;
             }
             let Some((record, position)) = self.pending.take().or_else(|| self.spool.next(now)) else { return };
@@ -336,9 +336,11 @@ impl SpoolThread {
         }
     }
 
-    /// Applies the delivery reports gathered by the last poll.
+    /// Applies the delivery reports gathered by the last poll, and those
+    /// of the replaced producers still draining.
     fn settle(&mut self) {
-        let reports = self.producer.context().take_spool_reports();
+        let mut reports = self.producer.context().take_spool_reports();
+        self.renewal.poll_draining(&self.shared, |old| reports.extend(old.context().take_spool_reports()));
         let now = Instant::now();
         for report in reports {
             match report {
@@ -390,10 +392,22 @@ impl SpoolThread {
             self.spool.maintain(false);
         }
         self.pending = None;
-        self.producer.purge(PurgeConfig::default().queue().inflight());
-        flush(&self.producer, Duration::from_millis(500));
-        poll(&self.producer, Duration::ZERO);
-        self.settle();
+        let purge = PurgeConfig::default().queue().inflight();
+        self.producer.purge(purge);
+        self.renewal.draining().for_each(|old| old.purge(purge));
+        // Every purged record is reported before its producer goes: a
+        // hybrid record sent from memory is spooled from its report.
+        let until = Instant::now() + Duration::from_millis(500);
+        loop {
+            poll(&self.producer, Duration::from_millis(10));
+            self.settle();
+            let held: i32 = self.producer.in_flight_count() + self.renewal.draining().map(|p| p.in_flight_count()).sum::<i32>();
+            if held == 0 || Instant::now() >= until {
+                break;
+            }
+        }
         self.spool.close();
+        let SpoolThread { names, producer, renewal, .. } = self;
+        destroy_all(renewal.into_draining().into_iter().chain([Draining { names, producer }]).collect());
     }
 }

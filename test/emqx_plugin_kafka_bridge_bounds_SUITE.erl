@@ -1,0 +1,142 @@
+%% @doc Bounds under hostile load: a topic per client in every buffer mode,
+%% stop within buffer.flush_timeout whatever is in flight.
+-module(emqx_plugin_kafka_bridge_bounds_SUITE).
+
+-compile([export_all, nowarn_export_all]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-import(kafka_bridge_test_lib, [message/3, unique/1, metric/1, publish/1]).
+
+all() ->
+    [{group, memory}, {group, disk}, {group, hybrid}].
+
+groups() ->
+    Cases = [a_topic_per_client_stays_bounded, stop_keeps_to_flush_timeout_under_churn],
+    [{Mode, [], Cases} || Mode <- [memory, disk, hybrid]].
+
+init_per_group(Mode, Config) ->
+    [{mode, atom_to_binary(Mode)} | Config].
+
+end_per_group(_Mode, _Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    Priv = ?config(priv_dir, Config),
+    [{dir, filename:join(Priv, unique(<<"broker">>))},
+     {spool_dir, filename:join(Priv, unique(<<"spool">>))} | Config].
+
+end_per_testcase(_Case, _Config) ->
+    kafka_bridge_test_lib:stop_bridge(),
+    emqx_hooks:reset(),
+    _ = logger:remove_handler(kafka_bridge_capture),
+    kafka_bridge_broker:stop_all().
+
+start(Config, Overrides) ->
+    Broker = kafka_bridge_broker:start(?config(dir, Config)),
+    put(broker, Broker),
+    restart(Config, Overrides),
+    Broker.
+
+%% Starts the bridge on the broker start/2 started.
+restart(Config, Overrides) ->
+    Broker = get(broker),
+    Buffer = #{<<"mode">> => ?config(mode, Config), <<"dir">> => iolist_to_binary(?config(spool_dir, Config))},
+    Base = #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => <<"t_${clientid}">>}},
+             <<"buffer">> => Buffer},
+    Bridge = kafka_bridge_test_lib:config(Broker, kafka_bridge_test_lib:deep_merge(Base, Overrides)),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Bridge).
+
+publish_clients(From, To) ->
+    [publish(message(<<"c", (integer_to_binary(I))/binary>>, <<"a/b">>, <<"x">>)) || I <- lists:seq(From, To)],
+    ok.
+
+%%--------------------------------------------------------------------
+
+%% A topic per client (`t_${clientid}`), 100 000 clients, none of whose
+%% topics exists: librdkafka keeps every topic for the producer's life, so
+%% producers are replaced every 1 000 topics, per-topic rows stop at 100
+%% plus a sum, and failures are rate-limited per error. The spool modes
+%% replaced a producer only once librdkafka held none of their records,
+%% which under churn is never: RSS grew past 1 GB.
+a_topic_per_client_stays_bounded(Config) ->
+    N = 100000,
+    %% Unknown topics fail after a second instead of thirty.
+    start(Config, #{<<"kafka">> => #{<<"properties">> => #{<<"topic.metadata.propagation.max.ms">> => <<"1000">>}}}),
+    kafka_bridge_test_lib:capture_logs(),
+    timer:sleep(2000),
+    {Rss0, Cpu0, Threads0} = {rss_kb(), idle_cpu_percent(), kafka_bridge_test_lib:thread_count()},
+    T0 = erlang:monotonic_time(millisecond),
+    publish_clients(1, N),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> metric(failed) =:= N end, 120000),
+    ct:log("~b failed after ~b ms", [N, erlang:monotonic_time(millisecond) - T0]),
+    timer:sleep(2000),
+    {Rss1, Cpu1, Threads1} = {rss_kb(), idle_cpu_percent(), kafka_bridge_test_lib:thread_count()},
+    Micros = lists:sort([element(1, timer:tc(emqx_plugin_kafka_bridge, metrics, [])) || _ <- lists:seq(1, 5)]),
+    M = emqx_plugin_kafka_bridge:metrics(),
+    Failures = [L || L <- kafka_bridge_test_lib:captured_logs(), binary:match(L, <<"delivery to Kafka topic">>) =/= nomatch],
+    ct:log("RSS ~b -> ~b KB; idle CPU ~.1f% -> ~.1f%; threads ~b -> ~b; metrics() ~w us; ~b failure log lines",
+           [Rss0, Rss1, Cpu0, Cpu1, Threads0, Threads1, Micros, length(Failures)]),
+    ?assert(Rss1 - Rss0 < 200 * 1024),
+    ?assert(Cpu1 < Cpu0 + 10),
+    ?assertEqual(Threads0, Threads1),
+    ?assert(lists:nth(3, Micros) < 1000),
+    Rows = maps:get(topics, M),
+    ?assert(map_size(Rows) =< 100),
+    #{other_topics := #{failed := OtherFailed}} = M,
+    ?assertEqual(N, OtherFailed + lists:sum([F || #{failed := F} <- maps:values(Rows)])),
+    ?assert(length(Failures) =< 10),
+    %% Each is a logger report in the plugin's domain with a fixed msg.
+    ?assertNotEqual([], Failures),
+    [?assertMatch({match, _}, re:run(L, "^emqx_plugin_kafka_bridge msg: kafka_delivery_failed, reason: "))
+     || L <- Failures],
+    ?assert(byte_size(emqx_plugin_kafka_bridge:metrics_text()) < 64 * 1024).
+
+%% 100 000 clients' records in flight to topics that do not exist (yet),
+%% buffer.flush_timeout 2 s: stop returns within it plus a small margin.
+%% Stop took 5 s in memory mode (each replaced producer flushed and was
+%% destroyed in turn) and 13 s in disk mode (one producer held every
+%% topic). Memory mode counts what it could not deliver; the spool modes
+%% keep it, and the next start replays exactly that.
+stop_keeps_to_flush_timeout_under_churn(Config) ->
+    N = 100000,
+    start(Config, #{<<"buffer">> => #{<<"flush_timeout">> => <<"2s">>}}),
+    publish_clients(1, N),
+    {Micros, ok} = timer:tc(fun kafka_bridge_test_lib:stop_bridge/0),
+    M = emqx_plugin_kafka_bridge:metrics(),
+    ct:log("stop took ~b ms; ~p", [Micros div 1000, M]),
+    ?assert(Micros < 3000000),
+    #{received := N, delivered := 0, failed := Failed, dropped := Dropped, dropped_on_stop := OnStop} = M,
+    case ?config(mode, Config) of
+        <<"memory">> ->
+            ?assertEqual(N, Failed + Dropped),
+            ?assertEqual(Dropped, OnStop);
+        _ ->
+            %% (A hook queue that the spool thread did not keep up with
+            %% counts its drops in dropped_queue_full.)
+            ?assertEqual(0, OnStop),
+            Kept = N - Failed - Dropped,
+            %% The rest is replayed, and fails at once this time.
+            Fast = #{<<"kafka">> => #{<<"properties">> => #{<<"topic.metadata.propagation.max.ms">> => <<"1">>}}},
+            restart(Config, Fast),
+            ok = kafka_bridge_test_lib:wait_until(fun() -> metric(failed) =:= Kept end, 120000),
+            timer:sleep(1000),
+            ?assertMatch(#{failed := Kept, delivered := 0}, emqx_plugin_kafka_bridge:metrics())
+    end.
+
+rss_kb() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    {match, [Kb]} = re:run(Status, "VmRSS:\\s+(\\d+)", [{capture, all_but_first, binary}]),
+    binary_to_integer(Kb).
+
+%% The VM's CPU over 3 s, in percent of one core.
+idle_cpu_percent() ->
+    Ticks = fun() ->
+                    {ok, Stat} = file:read_file("/proc/self/stat"),
+                    [_, Rest] = binary:split(Stat, <<") ">>),
+                    Fields = binary:split(Rest, <<" ">>, [global]),
+                    binary_to_integer(lists:nth(12, Fields)) + binary_to_integer(lists:nth(13, Fields))
+            end,
+    T0 = Ticks(), timer:sleep(3000), T1 = Ticks(),
+    (T1 - T0) / 3.0.
