@@ -114,6 +114,22 @@ fn fresh_size(record: &Record) -> usize {
     record.buf.len() + record.topic.len() + 64
 }
 
+/// How many whole records `bytes` (encoded records, from the start of
+/// one) holds, and their length.
+fn whole_records(bytes: &[u8]) -> (u64, u64) {
+    let (mut count, mut end) = (0, 0u64);
+    while let Some(header) = bytes.get(end as usize..end as usize + HEADER_BYTES as usize) {
+        let (length, _) = parse_header(header.try_into().expect("a header's length"));
+        let next = end + HEADER_BYTES + length as u64;
+        if next > bytes.len() as u64 {
+            break;
+        }
+        count += 1;
+        end = next;
+    }
+    (count, end)
+}
+
 /// What `append` did.
 pub enum Appended {
     Buffered(Position),
@@ -250,28 +266,7 @@ impl Spool {
     /// when `force_sync`, unless `none`). Returns how many records it wrote:
     /// with `every_batch` they are also synced.
     pub fn flush(&mut self, force_sync: bool) -> io::Result<u64> {
-        if !self.write_buf.is_empty() {
-            let result = self.writer.write_all(&self.write_buf);
-            let written = self.write_buf.len() as u64;
-            self.write_buf.clear();
-            if let Err(error) = result {
-                // The file may now end in a partial record: seal it (the
-                // reader skips the torn tail) and write on in a new one.
-                self.clear_fresh();
-                let lost = std::mem::take(&mut self.unwritten);
-                let active = self.segments.back_mut().expect("an active segment");
-                active.appended = active.appended.saturating_sub(lost);
-                self.disk_bytes -= written;
-                self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
-                let bytes = fs::metadata(segment_path(self.dir.path(), self.active_id())).map(|m| m.len()).unwrap_or(0);
-                self.disk_bytes += bytes - self.segments.back().map_or(0, |s| s.bytes);
-                self.segments.back_mut().expect("an active segment").bytes = bytes;
-                let _ = self.roll();
-                return Err(error);
-            }
-            self.segments.back_mut().expect("an active segment").bytes += written;
-            self.unsynced += std::mem::take(&mut self.unwritten);
-        }
+        self.write_buffer()?;
         let done = std::mem::take(&mut self.unsynced);
         self.needs_sync |= done > 0;
         let due = match self.config.fsync {
@@ -289,6 +284,46 @@ impl Spool {
         Ok(done)
     }
 
+    /// Writes the buffer to the active segment. When the write fails (a
+    /// full disk), the records that reached the file whole stay there and
+    /// will be delivered; only the others are lost, and counted in
+    /// `dropped_spool_error`. A torn record after them is cut off, or, if
+    /// that fails too, left for the reader to skip at the end of the
+    /// segment, which is then sealed.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let result = self.writer.write_all(&self.write_buf);
+        let buffered = self.write_buf.len() as u64;
+        let unwritten = std::mem::take(&mut self.unwritten);
+        let Err(error) = result else {
+            self.write_buf.clear();
+            self.segments.back_mut().expect("an active segment").bytes += buffered;
+            self.unsynced += unwritten;
+            return Ok(());
+        };
+        self.clear_fresh();
+        let path = segment_path(self.dir.path(), self.active_id());
+        let active = self.segments.back_mut().expect("an active segment");
+        let on_disk = fs::metadata(&path).map_or(active.bytes, |m| m.len());
+        let reached = on_disk.saturating_sub(active.bytes).min(buffered) as usize;
+        let (whole, whole_bytes) = whole_records(&self.write_buf[..reached]);
+        self.write_buf.clear();
+        let torn_cut = self.writer.set_len(active.bytes + whole_bytes).is_ok();
+        let kept = if torn_cut { whole_bytes } else { reached as u64 };
+        let lost = unwritten - whole;
+        active.appended -= lost;
+        active.bytes += kept;
+        self.disk_bytes -= buffered - kept;
+        self.unsynced += whole;
+        self.shared.metrics.dropped_spool_error.fetch_add(lost, Relaxed);
+        if !torn_cut {
+            let _ = self.roll();
+        }
+        Err(error)
+    }
+
     fn active_id(&self) -> u64 {
         self.segments.back().expect("an active segment").id
     }
@@ -297,12 +332,7 @@ impl Spool {
     fn roll(&mut self) -> io::Result<()> {
         // The cursor crosses segments by reading; keep that path simple.
         self.clear_fresh();
-        if !self.write_buf.is_empty() {
-            self.writer.write_all(&self.write_buf)?;
-            self.segments.back_mut().expect("an active segment").bytes += self.write_buf.len() as u64;
-            self.write_buf.clear();
-            self.unsynced += std::mem::take(&mut self.unwritten);
-        }
+        self.write_buffer()?;
         if self.config.fsync != Fsync::Never {
             self.writer.sync_data()?;
         }
