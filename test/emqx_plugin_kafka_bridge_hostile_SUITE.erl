@@ -20,7 +20,7 @@
 -define(DEPTHS, [10, 1000, 10000, 1000000]).
 
 all() ->
-    [deep_terms_in_every_field, improper_lists_are_decoded, random_terms_keep_the_books,
+    [deep_terms_in_every_field, wide_terms_hold_no_scheduler, improper_lists_are_decoded, random_terms_keep_the_books,
      longest_filters_route_and_reconfigure, nif_module_reload_and_absence, producer_panic_restarts_the_bridge].
 
 init_per_suite(Config) ->
@@ -157,6 +157,81 @@ deep_terms_in_every_field(Config) ->
     Legacy = start_all_events(Config, #{<<"format">> => <<"legacy">>}),
     [probe(Legacy, P) || Depth <- ?DEPTHS, P <- probes(deep(Depth, list))],
     assert_books_balance().
+
+%% A term millions of elements wide in any field the encoder reads (the
+%% payload aside, which has its own limit): a list of pairs, a charlist,
+%% a tuple, a map, and a User-Property list as long as a packet allows.
+%% Each held a normal scheduler for as long as the walk took (183-704 ms
+%% at 2 M elements). Now the walk spends from a budget and, once it is
+%% spent, the call moves to a dirty scheduler: no normal scheduler is held
+%% over 5 ms, and every call is counted once.
+wide_terms_hold_no_scheduler(Config) ->
+    Bridge = start_all_events(Config, #{}),
+    %% Kept off the calling process's heap, where collecting them could
+    %% hold its scheduler too.
+    persistent_term:put({?MODULE, wide}, wide_values()),
+    try
+        Before = ?B:metrics(),
+        {Held, Outcomes} = calls_held_over_5ms(
+                             fun() -> [{{C, F}, begin timer:sleep(1), probe(Bridge, P) end}
+                                       || P = {C, _, F} <- wide_probes()] end),
+        After = assert_books_balance(),
+        ct:log("~b calls; held over 5 ms: ~p~nbefore ~p~nafter ~p", [length(Outcomes), Held, Before, After]),
+        ?assertEqual([], Held),
+        ?assertEqual(length(Outcomes), maps:get(received, After) - maps:get(received, Before)),
+        %% Each call is received once, and enqueued unless the queue was
+        %% full or the field is one printed as Erlang text, which a term
+        %% this large is not (counted in dropped_invalid).
+        ct:log("invalid: ~p", [[C || {C, [received, dropped_invalid]} <- Outcomes]]),
+        ?assertEqual([], [{C, M} || {C, M} <- Outcomes,
+                                    not lists:member(M, [[received, enqueued], [received],
+                                                         [received, dropped_invalid]])]),
+        ?assert(maps:get(enqueued, After) > maps:get(enqueued, Before))
+    after
+        persistent_term:erase({?MODULE, wide})
+    end.
+
+wide_values() ->
+    [lists:duplicate(2000000, {<<"k">>, <<"v">>}), lists:duplicate(2000000, $a),
+     list_to_tuple(lists:duplicate(1000000, 1)), maps:from_list([{I, I} || I <- lists:seq(1, 300000)])].
+
+%% Every field with each wide value, and a User-Property list of 2 M pairs.
+wide_probes() ->
+    Values = [Pairs | _] = persistent_term:get({?MODULE, wide}),
+    Msg = message(<<"c1">>, <<"t/1">>, <<"p">>),
+    UserProperties = setelement(6, Msg, (element(6, Msg))#{properties => #{'User-Property' => Pairs}}),
+    lists:append([probes(V) || V <- Values]) ++ [{on_message_publish, [UserProperties], user_property_list}].
+
+%% Runs Calls() in a process of its own: the VM reports a process that
+%% holds a scheduler over 5 ms, but never the one it reports to. Calls()
+%% sleeps 1 ms before each call, so that each is scheduled in afresh and
+%% timed alone; the process's exit is left out of the watch. Returns
+%% those reports and what Calls() returned.
+calls_held_over_5ms(Calls) ->
+    Self = self(),
+    Previous = erlang:system_monitor(Self, [{long_schedule, 5}]),
+    {Worker, Ref} = spawn_monitor(fun() ->
+                                          Self ! {self(), catch Calls()},
+                                          receive stop -> ok end
+                                  end),
+    Result = receive {Worker, R} -> R; {'DOWN', Ref, process, Worker, Reason} -> {'EXIT', Reason} end,
+    restore_system_monitor(Previous),
+    Worker ! stop,
+    Held = flush_long_schedules(Worker, []),
+    case Result of
+        {'EXIT', Crash} -> error({calls_crashed, Crash});
+        Value -> {Held, Value}
+    end.
+
+restore_system_monitor(undefined) -> erlang:system_monitor(undefined);
+restore_system_monitor({Pid, Options}) -> erlang:system_monitor(Pid, Options).
+
+flush_long_schedules(Pid, Acc) ->
+    receive
+        {monitor, Pid, long_schedule, Info} -> flush_long_schedules(Pid, [Info | Acc]);
+        {monitor, _Other, long_schedule, _Info} -> flush_long_schedules(Pid, Acc)
+    after 0 -> lists:reverse(Acc)
+    end.
 
 %% rustler's list decoder panicked on an improper list: the event was
 %% counted in `received' and in no outcome. Now each is bridged with the

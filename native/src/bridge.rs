@@ -11,13 +11,14 @@ use kafka_bridge_core::config::{BufferConfig, BufferMode, Config};
 use kafka_bridge_core::kafka::producer::ProducerHandle;
 use kafka_bridge_core::log::{Level, Logger};
 use kafka_bridge_core::metrics::inc;
-use kafka_bridge_core::queue::{Pushed, Queue, Record};
-use kafka_bridge_core::routing::Routing;
+use kafka_bridge_core::queue::{Headers, Pushed, Queue, Record};
+use kafka_bridge_core::routing::{Routing, Target};
 use kafka_bridge_core::runtime::{ConnectionState, Shared};
 
 use crate::encode::encode;
 use crate::encode::options::EncodeOptions;
 use crate::event::Event;
+use crate::work_budget;
 
 thread_local! {
     static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -45,6 +46,9 @@ pub enum Emitted {
     Enqueued,
     FilteredOut,
     Dropped,
+    /// The work budget of a normal scheduler ran out (`work_budget`):
+    /// nothing was counted, the call is to be made on a dirty scheduler.
+    NeedsDirty,
 }
 
 impl Bridge {
@@ -72,16 +76,39 @@ impl Bridge {
     /// The hot path: route, encode, try-push. Never blocks.
     pub fn emit(&self, event: &Event) -> Result<Emitted, String> {
         let metrics = &self.shared.metrics;
-        inc(&metrics.received);
         if !self.accepting.load(std::sync::atomic::Ordering::Relaxed) {
+            inc(&metrics.received);
             inc(&metrics.dropped_on_stop);
             return Ok(Emitted::Dropped);
         }
         let routing = self.routing.load();
-        let Some(target) = routing.target(event) else {
+        let target = routing.target(event);
+        let encoded = target.as_ref().map(|target| self.encode(event, &routing, target));
+        // Counted only once the event is read whole, on this scheduler or a dirty one.
+        if work_budget::spent_out() {
+            return Ok(Emitted::NeedsDirty);
+        }
+        inc(&metrics.received);
+        let (Some(target), Some(encoded)) = (target, encoded) else {
             inc(&metrics.filtered_out);
             return Ok(Emitted::FilteredOut);
         };
+        let (buf, headers) = encoded.inspect_err(|_| inc(&metrics.dropped_invalid))?;
+        let record = Record {
+            topic: target.topic,
+            buf,
+            key_len: target.key.as_deref().map(str::len),
+            headers,
+            enqueued_at: std::time::Instant::now(),
+        };
+        Ok(match self.shared.queue.push(record, metrics) {
+            Pushed::Ok => Emitted::Enqueued,
+            Pushed::Dropped => Emitted::Dropped,
+        })
+    }
+
+    /// The record's bytes (key, then value) and headers for `event`.
+    fn encode(&self, event: &Event, routing: &Routing, target: &Target) -> Result<(Vec<u8>, Option<Headers>), String> {
         let key = target.key.as_deref().map(str::as_bytes);
         let options = EncodeOptions {
             format: routing.format,
@@ -91,7 +118,7 @@ impl Bridge {
         };
         // Encode into this scheduler thread's reused buffer, then copy into
         // an allocation of the record's size: the queue holds no slack.
-        let (buf, headers) = ENCODE_BUFFER.with(|cell| {
+        ENCODE_BUFFER.with(|cell| {
             let mut scratch = cell.borrow_mut();
             scratch.clear();
             if let Some(key) = key {
@@ -102,19 +129,7 @@ impl Bridge {
             if scratch.capacity() > MAX_KEPT_BUFFER {
                 *scratch = Vec::new();
             }
-            Ok::<_, String>((buf, headers))
-        })
-        .inspect_err(|_| inc(&metrics.dropped_invalid))?;
-        let record = Record {
-            topic: target.topic,
-            buf,
-            key_len: key.map(<[u8]>::len),
-            headers,
-            enqueued_at: std::time::Instant::now(),
-        };
-        Ok(match self.shared.queue.push(record, metrics) {
-            Pushed::Ok => Emitted::Enqueued,
-            Pushed::Dropped => Emitted::Dropped,
+            Ok((buf, headers))
         })
     }
 

@@ -14,6 +14,7 @@ mod event;
 mod encode;
 mod bridge;
 mod log_sink;
+mod work_budget;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
@@ -142,6 +143,18 @@ fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
 }
 
 fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
+    let units = (!on_dirty).then_some(work_budget::NORMAL_SCHEDULER_UNITS);
+    let (result, spent_out) = work_budget::with_budget(units, || emit_counted(env, args, on_dirty));
+    // Nothing was counted: the dirty call counts the event.
+    if spent_out {
+        return atoms::dirty().encode(env);
+    }
+    result
+}
+
+/// Decodes, routes, encodes and queues one hook call, counting it once;
+/// counts nothing when the work budget runs out (see `work_budget`).
+fn emit_counted<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     guarded(env, || {
         // Borrowed for this call: no reference count to bump and drop.
         let Some(bridge) = handle::bridge(args[0]) else {
@@ -154,6 +167,7 @@ fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
         let event = match Event::decode(kind, hook_args, inline_limit) {
             Ok(event) => event,
             Err(DecodeError::NeedsDirty) => return Ok(atoms::dirty().encode(env)),
+            Err(DecodeError::Invalid(_)) if work_budget::spent_out() => return Ok(atoms::dirty().encode(env)),
             Err(DecodeError::Invalid(reason)) => {
                 metrics::inc(&bridge.shared.metrics.received);
                 metrics::inc(&bridge.shared.metrics.dropped_invalid);
@@ -164,6 +178,7 @@ fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
             Emitted::Enqueued => atoms::ok(),
             Emitted::FilteredOut => atoms::filtered(),
             Emitted::Dropped => atoms::dropped(),
+            Emitted::NeedsDirty => atoms::dirty(),
         }
         .encode(env))
     })

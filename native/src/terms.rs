@@ -9,6 +9,8 @@ use rustler::sys::ErlNifTerm;
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Binary, Env, Term, TermType};
 
+use crate::work_budget;
+
 rustler::atoms! {
     undefined,
     nil,
@@ -139,10 +141,14 @@ fn list_cell<'a>(term: Term<'a>) -> Option<(Term<'a>, Term<'a>)> {
 
 /// The elements of a proper list, or `None` for anything else. rustler's
 /// list decoder panics on an improper list (`[1|2]`); this one says no.
+/// `None` too once the work budget is spent (see `work_budget`).
 pub fn list<'a>(term: Term<'a>) -> Option<Vec<Term<'a>>> {
     let mut items = Vec::new();
     let mut rest = term;
     while let Some((head, tail)) = list_cell(rest) {
+        if !work_budget::spend(1) {
+            return None;
+        }
         items.push(head);
         rest = tail;
     }
@@ -205,9 +211,13 @@ fn small(term: Term, max_depth: usize, max_nodes: usize) -> bool {
     true
 }
 
-/// Text of an atom or binary (clientids are binaries, system senders atoms).
+/// Text of an atom or binary (clientids are binaries, system senders atoms);
+/// `None` once the work budget is spent (see `work_budget`).
 pub fn text(term: Term<'_>) -> Option<std::borrow::Cow<'_, str>> {
     if let Some(bytes) = binary(term) {
+        if !work_budget::spend(work_budget::text_units(bytes.len())) {
+            return None;
+        }
         // from_utf8 checks valid text faster than from_utf8_lossy walks it.
         return Some(std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), std::borrow::Cow::Borrowed));
     }

@@ -10,6 +10,7 @@ use kafka_bridge_core::json::object::Object;
 
 use crate::encode::term_json::TermJson;
 use crate::terms::{self, ipv4_octets, tuple};
+use crate::work_budget;
 
 pub trait TermEntries {
     /// A term as JSON, with the usual binary (a clientid, a username) on the
@@ -32,7 +33,7 @@ impl<F: Formatter + Clone> TermEntries for Object<'_, F> {
     #[inline(always)]
     fn term_entry(&mut self, key: &'static str, term: Option<Term<'_>>) -> Result<(), serde_json::Error> {
         match term.and_then(terms::binary) {
-            Some(bytes) if is_plain_ascii(bytes) => {
+            Some(bytes) if work_budget::spend(work_budget::text_units(bytes.len())) && is_plain_ascii(bytes) => {
                 self.quoted_entry(key, bytes);
                 Ok(())
             }

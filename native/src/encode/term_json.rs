@@ -9,6 +9,7 @@ use kafka_bridge_core::fast::peerhost::Ipv4Text;
 use kafka_bridge_core::json::base64_json::Base64;
 
 use crate::terms;
+use crate::work_budget;
 
 /// A disconnect or drop reason as text: atoms by name, anything else printed.
 pub struct ReasonText<'a>(pub Option<Term<'a>>);
@@ -85,12 +86,18 @@ impl Serialize for TermAt<'_> {
             TermType::Float => s.serialize_f64(term.decode::<f64>().unwrap_or(0.0)),
             TermType::Binary => {
                 let bytes = terms::binary(term).unwrap_or_default();
+                if !work_budget::spend(work_budget::text_units(bytes.len())) {
+                    return Err(over_budget());
+                }
                 match std::str::from_utf8(bytes) {
                     Ok(text) => s.serialize_str(text),
                     Err(_) => Base64(bytes).serialize(s),
                 }
             }
             TermType::Map => {
+                if !work_budget::spend(term.map_size().unwrap_or(0) as u64) {
+                    return Err(over_budget());
+                }
                 let mut map = s.serialize_map(None)?;
                 for (k, v) in MapIterator::new(term).into_iter().flatten() {
                     map.serialize_entry(&KeyText(k), &self.child(v))?;
@@ -99,7 +106,12 @@ impl Serialize for TermAt<'_> {
             }
             TermType::List => {
                 // An improper list (`[1|2]`) is written as Erlang prints it.
-                let Some(items) = terms::list(term) else { return PrintedTerm(term).serialize(s) };
+                let Some(items) = terms::list(term) else {
+                    if work_budget::spent_out() {
+                        return Err(over_budget());
+                    }
+                    return PrintedTerm(term).serialize(s);
+                };
                 let pairs: Option<Vec<[Term; 2]>> = items.iter().map(|t| terms::tuple_elements::<2>(*t)).collect();
                 match pairs {
                     Some(pairs) if !pairs.is_empty() => {
@@ -132,6 +144,9 @@ impl Serialize for TermAt<'_> {
                     }
                 }
                 let items = terms::tuple_slice(term).unwrap_or_default();
+                if !work_budget::spend(items.len() as u64) {
+                    return Err(over_budget());
+                }
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for raw in items {
                     // SAFETY: each element belongs to the tuple, a term of its env.
@@ -142,6 +157,11 @@ impl Serialize for TermAt<'_> {
             _ => PrintedTerm(term).serialize(s),
         }
     }
+}
+
+/// Never seen: the call is made again on a dirty scheduler (`work_budget`).
+fn over_budget<E: serde::ser::Error>() -> E {
+    E::custom("the work budget of a normal scheduler is spent")
 }
 
 pub fn too_deep<E: serde::ser::Error>() -> E {

@@ -1,0 +1,59 @@
+//! A bound on the work one `emit` call does on a normal scheduler.
+//!
+//! A hook field may be any term another plugin put there: a list of two
+//! million elements in a clientid, a User-Property list as long as a
+//! 256 MB packet allows. Walking such a term on a normal scheduler holds
+//! it for as long as the walk takes. So the walkers spend from a budget
+//! per call (a unit per list cell, tuple element or map entry, and per 256
+//! bytes of a binary written as text); once it is spent they give up, and
+//! the call asks to be run again on a dirty scheduler, which has no budget.
+//! The payload has its own limit (`DIRTY_PAYLOAD_BYTES`) and is not counted.
+
+use std::cell::Cell;
+
+/// Units one call may spend on a normal scheduler. An event EMQX makes
+/// spends a few dozen; hostile_SUITE measures the longest hold it allows.
+pub const NORMAL_SCHEDULER_UNITS: u64 = 2_000;
+
+thread_local! {
+    static LEFT: Cell<u64> = const { Cell::new(u64::MAX) };
+    static SPENT_OUT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `body` with `units` to spend (`None`: unbounded, on a dirty
+/// scheduler); returns its result and whether it ran out.
+pub fn with_budget<T>(units: Option<u64>, body: impl FnOnce() -> T) -> (T, bool) {
+    LEFT.with(|left| left.set(units.unwrap_or(u64::MAX)));
+    SPENT_OUT.with(|out| out.set(false));
+    let result = body();
+    let spent_out = SPENT_OUT.with(Cell::get);
+    LEFT.with(|left| left.set(u64::MAX));
+    (result, spent_out)
+}
+
+/// Spends `units`; false once the budget is gone, and the walker stops.
+#[inline]
+pub fn spend(units: u64) -> bool {
+    LEFT.with(|left| match left.get().checked_sub(units) {
+        Some(rest) => {
+            left.set(rest);
+            true
+        }
+        None => {
+            left.set(0);
+            SPENT_OUT.with(|out| out.set(true));
+            false
+        }
+    })
+}
+
+/// Whether this call's budget ran out.
+pub fn spent_out() -> bool {
+    SPENT_OUT.with(Cell::get)
+}
+
+/// What writing `bytes` of a binary as text costs.
+#[inline]
+pub fn text_units(bytes: usize) -> u64 {
+    (bytes >> 8) as u64
+}
