@@ -15,17 +15,18 @@ mod encode;
 mod bridge;
 mod log_sink;
 mod work_budget;
+mod allocator;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 
 use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
-/// Records are allocated on scheduler threads and freed on the producer
-/// thread; glibc's malloc serialises that on an arena lock (seen in perf as
-/// futex waits on the hook path). mimalloc frees across threads without one.
+/// mimalloc for records, which are allocated on scheduler threads and
+/// freed on the producer thread without an arena lock; the C library's
+/// malloc for large blocks, which it gives back when they are freed.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::SplitAllocator = allocator::SplitAllocator;
 
 use kafka_bridge_core::event_kind::EventKind;
 use kafka_bridge_core::runtime::ConnectionState;

@@ -34,10 +34,11 @@
 //!   "hook cost, 100 B payload". Remove: a `rustler::Resource` with
 //!   `ResourceArc<Bridge>`, which also needs the load/upgrade takeover in
 //!   `nif::handle` reworked.
-//! - The global allocator (the NIF's `lib.rs`): mimalloc frees records
+//! - The global allocator (the NIF's `allocator.rs`): mimalloc frees records
 //!   allocated on a scheduler on the producer thread without glibc's arena
 //!   lock (futex waits on the hook path in perf). Guard: "8 processes". Remove: delete
-//!   the `#[global_allocator]`.
+//!   the `#[global_allocator]`. (Blocks of 4 MiB and more go to glibc,
+//!   which gives them back; that is for memory, not speed.)
 
 pub mod libc_malloc;
 pub mod peerhost;
