@@ -16,40 +16,37 @@ use std::cell::Cell;
 pub const NORMAL_SCHEDULER_UNITS: u64 = 2_000;
 
 thread_local! {
-    static LEFT: Cell<u64> = const { Cell::new(u64::MAX) };
-    static SPENT_OUT: Cell<bool> = const { Cell::new(false) };
+    /// Units left to this call; below zero once it ran out. One cell: in a
+    /// `dlopen`ed library each thread-local access is a call.
+    static LEFT: Cell<i64> = const { Cell::new(i64::MAX) };
 }
 
 /// Runs `body` with `units` to spend (`None`: unbounded, on a dirty
 /// scheduler); returns its result and whether it ran out.
 pub fn with_budget<T>(units: Option<u64>, body: impl FnOnce() -> T) -> (T, bool) {
-    LEFT.with(|left| left.set(units.unwrap_or(u64::MAX)));
-    SPENT_OUT.with(|out| out.set(false));
+    LEFT.with(|left| left.set(units.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64)));
     let result = body();
-    let spent_out = SPENT_OUT.with(Cell::get);
-    LEFT.with(|left| left.set(u64::MAX));
+    let spent_out = LEFT.with(|left| left.replace(i64::MAX)) < 0;
     (result, spent_out)
 }
 
 /// Spends `units`; false once the budget is gone, and the walker stops.
 #[inline]
 pub fn spend(units: u64) -> bool {
-    LEFT.with(|left| match left.get().checked_sub(units) {
-        Some(rest) => {
-            left.set(rest);
-            true
-        }
-        None => {
-            left.set(0);
-            SPENT_OUT.with(|out| out.set(true));
-            false
-        }
+    if units == 0 {
+        // The usual short text: no thread-local access at all.
+        return true;
+    }
+    LEFT.with(|left| {
+        let rest = left.get().saturating_sub(units.min(i64::MAX as u64) as i64);
+        left.set(rest);
+        rest >= 0
     })
 }
 
 /// Whether this call's budget ran out.
 pub fn spent_out() -> bool {
-    SPENT_OUT.with(Cell::get)
+    LEFT.with(Cell::get) < 0
 }
 
 /// What writing `bytes` of a binary as text costs.
