@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
+use rdkafka::producer::BaseProducer;
 
 use crate::kafka::context::Context;
 use crate::kafka::fatal::{FatalWatch, Health};
@@ -76,8 +76,7 @@ pub fn run(
         while Instant::now() < deadline && !(batch.is_empty() && rx.is_empty()) {
             // A producer past its topics is replaced here too: each new
             // topic costs it more, and its destruction with them.
-            renewal.renew_if_due(&mut producer, &mut names);
-            if renewal.must_pause(&names) {
+            if !renewal.may_produce(&mut producer, &mut names) {
                 poll(&producer, Duration::from_millis(10));
                 renewal.poll_draining(&shared, |_| {});
                 continue;
@@ -103,36 +102,18 @@ pub fn run(
             }
         }
     }
-    let current = Draining { names, producer };
-    finish(renewal.into_draining().into_iter().chain([current]).collect(), deadline);
+    finish(Draining { names, producer }, renewal, deadline);
 }
 
 /// Flushes the producers until `deadline`, then takes back what they
-/// still hold, all at once, so a stop with replaced producers still
-/// draining ends as soon as one without: through delivery(), requeued
-/// when retiring, counted as dropped_on_stop when stopping.
-fn finish(producers: Vec<Draining>, deadline: Instant) {
-    for old in &producers {
-        flush(&old.producer, deadline.saturating_duration_since(Instant::now()));
+/// still hold (`Renewal::purge_all`): through delivery(), requeued when
+/// retiring, counted as dropped_on_stop when stopping.
+fn finish(current: Draining, renewal: Renewal, deadline: Instant) {
+    for producer in std::iter::once(&current.producer).chain(renewal.draining()) {
+        flush(producer, deadline.saturating_duration_since(Instant::now()));
     }
-    for old in &producers {
-        old.producer.purge(PurgeConfig::default().queue().inflight());
-    }
-    // Purged records are reported from librdkafka's threads: wait for
-    // them, briefly.
-    let until = Instant::now() + Duration::from_millis(500);
-    loop {
-        let mut held = 0;
-        for old in &producers {
-            poll_ready(&old.producer);
-            held += old.producer.in_flight_count();
-        }
-        if held == 0 || Instant::now() >= until {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    destroy_all(producers);
+    renewal.purge_all(&current.producer, |_| {});
+    destroy_all(renewal.into_draining().into_iter().chain([current]).collect());
 }
 
 /// Fills `batch` up to `BATCH` from the queue and hands it over; when

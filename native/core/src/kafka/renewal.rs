@@ -14,6 +14,8 @@
 //! them). The spool thread's delivery window spans producers: it reads the
 //! draining ones' reports through `poll_draining`'s callback.
 
+use std::time::{Duration, Instant};
+
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 
@@ -25,6 +27,8 @@ use crate::runtime::Shared;
 
 /// Replaced producers still delivering, at most.
 const MAX_DRAINING: usize = 4;
+/// How long a stop waits for the reports of what it purged.
+const PURGE_REPORTS_WAIT: Duration = Duration::from_millis(500);
 
 pub type MakeProducer = Box<dyn Fn() -> Result<BaseProducer<Context>, KafkaError> + Send>;
 
@@ -48,6 +52,13 @@ impl Renewal {
     /// replaced yet: then the caller takes no new records.
     pub fn must_pause(&self, names: &TopicNames) -> bool {
         names.used() > MAX_TOPICS && self.draining.len() >= MAX_DRAINING
+    }
+
+    /// Renews `producer` if it is due, then says whether it may take
+    /// another record (not while too many replaced ones still drain).
+    pub fn may_produce(&mut self, producer: &mut BaseProducer<Context>, names: &mut TopicNames) -> bool {
+        self.renew_if_due(producer, names);
+        !self.must_pause(names)
     }
 
     /// Replaces `producer` (and its `names`) with a fresh one when it has
@@ -104,6 +115,30 @@ impl Renewal {
     /// The replaced producers still draining.
     pub fn draining(&self) -> impl Iterator<Item = &BaseProducer<Context>> {
         self.draining.iter().map(|old| &old.producer)
+    }
+
+    /// On stop: takes back what `current` and the replaced producers still
+    /// hold, all at once, and serves the purge's delivery reports (which
+    /// librdkafka's threads send) until none holds anything or
+    /// `PURGE_REPORTS_WAIT` has passed. `polled` sees each producer after
+    /// each poll (the spool thread takes its reports there). None is
+    /// destroyed here: `destroy_all` does that, side by side.
+    pub fn purge_all(&self, current: &BaseProducer<Context>, mut polled: impl FnMut(&BaseProducer<Context>)) {
+        let all = || std::iter::once(current).chain(self.draining());
+        all().for_each(|producer| producer.purge(PurgeConfig::default().queue().inflight()));
+        let until = Instant::now() + PURGE_REPORTS_WAIT;
+        loop {
+            let mut held = 0;
+            for producer in all() {
+                poll_ready(producer);
+                polled(producer);
+                held += producer.in_flight_count();
+            }
+            if held == 0 || Instant::now() >= until {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

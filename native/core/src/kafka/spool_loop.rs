@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::config::Overflow;
 use crate::log::Level;
@@ -207,13 +207,11 @@ impl SpoolThread {
         self.spool.maintain(false);
     }
 
-    /// Whether librdkafka may take another record: first a fresh producer
-    /// if this one has used too many topics (`renewal`; the old one's
-    /// records stay in the window until it reports them), and not while
-    /// too many replaced ones still drain.
+    /// Whether librdkafka may take another record (`Renewal::may_produce`;
+    /// a replaced producer's records stay in the window until it reports
+    /// them).
     fn producer_ready(&mut self) -> bool {
-        self.renewal.renew_if_due(&mut self.producer, &mut self.names);
-        !self.renewal.must_pause(&self.names)
+        self.renewal.may_produce(&mut self.producer, &mut self.names)
     }
 
     /// An event from the hooks: straight to librdkafka (hybrid, when it can)
@@ -341,6 +339,10 @@ impl SpoolThread {
     fn settle(&mut self) {
         let mut reports = self.producer.context().take_spool_reports();
         self.renewal.poll_draining(&self.shared, |old| reports.extend(old.context().take_spool_reports()));
+        self.apply(reports);
+    }
+
+    fn apply(&mut self, reports: Vec<Report>) {
         let now = Instant::now();
         for report in reports {
             match report {
@@ -392,20 +394,11 @@ impl SpoolThread {
             self.spool.maintain(false);
         }
         self.pending = None;
-        let purge = PurgeConfig::default().queue().inflight();
-        self.producer.purge(purge);
-        self.renewal.draining().for_each(|old| old.purge(purge));
         // Every purged record is reported before its producer goes: a
         // hybrid record sent from memory is spooled from its report.
-        let until = Instant::now() + Duration::from_millis(500);
-        loop {
-            poll(&self.producer, Duration::from_millis(10));
-            self.settle();
-            let held: i32 = self.producer.in_flight_count() + self.renewal.draining().map(|p| p.in_flight_count()).sum::<i32>();
-            if held == 0 || Instant::now() >= until {
-                break;
-            }
-        }
+        let mut reports = self.producer.context().take_spool_reports();
+        self.renewal.purge_all(&self.producer, |producer| reports.extend(producer.context().take_spool_reports()));
+        self.apply(reports);
         self.spool.close();
         let SpoolThread { names, producer, renewal, .. } = self;
         destroy_all(renewal.into_draining().into_iter().chain([Draining { names, producer }]).collect());
