@@ -145,16 +145,12 @@ fn stop<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
 
 fn emit_impl<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     let units = (!on_dirty).then_some(work_budget::NORMAL_SCHEDULER_UNITS);
-    let (result, spent_out) = work_budget::with_budget(units, || emit_counted(env, args, on_dirty));
-    // Nothing was counted: the dirty call counts the event.
-    if spent_out {
-        return atoms::dirty().encode(env);
-    }
-    result
+    work_budget::with_budget(units, || emit_counted(env, args, on_dirty))
 }
 
 /// Decodes, routes, encodes and queues one hook call, counting it once;
-/// counts nothing when the work budget runs out (see `work_budget`).
+/// when the work budget runs out (see `work_budget`) it counts nothing
+/// and returns `dirty`, and the dirty call counts the event.
 fn emit_counted<'a>(env: Env<'a>, args: &[Term<'a>], on_dirty: bool) -> Term<'a> {
     guarded(env, || {
         // Borrowed for this call: no reference count to bump and drop.

@@ -22,12 +22,13 @@ thread_local! {
 }
 
 /// Runs `body` with `units` to spend (`None`: unbounded, on a dirty
-/// scheduler); returns its result and whether it ran out.
-pub fn with_budget<T>(units: Option<u64>, body: impl FnOnce() -> T) -> (T, bool) {
+/// scheduler). `body` checks `spent_out` itself, before it counts the
+/// event.
+pub fn with_budget<T>(units: Option<u64>, body: impl FnOnce() -> T) -> T {
     LEFT.with(|left| left.set(units.map_or(i64::MAX, |u| u.min(i64::MAX as u64) as i64)));
     let result = body();
-    let spent_out = LEFT.with(|left| left.replace(i64::MAX)) < 0;
-    (result, spent_out)
+    LEFT.with(|left| left.set(i64::MAX));
+    result
 }
 
 /// Spends `units`; false once the budget is gone, and the walker stops.
