@@ -287,13 +287,11 @@ scheduler_safety(Dir) ->
                              %% allows the bridge's message.max.bytes.
                              ok = kafka_bridge_broker:create_topic(Broker, Topic, 3, [{"max.message.bytes", "2097152"}]),
                              Bridge = start_bridge(Broker, Topic, big_buffer()),
-                             Self = self(),
-                             erlang:system_monitor(self(), [{long_schedule, 1}]),
-                             hook_loop(500, Msg, Bridge),
-                             hook_loop(500, Bin, Bridge),
-                             erlang:system_monitor(undefined),
-                             Reports = flush_monitor([]),
-                             Ours = [R || R = {monitor, Pid, long_schedule, _} <- Reports, Pid =:= Self],
+                             %% The hooks run in a watched process: the VM
+                             %% never reports the process it reports to.
+                             {ok, Ours, Reports} =
+                                 kafka_bridge_test_lib:long_schedules(
+                                   1, fun() -> hook_loop(500, Msg, Bridge), hook_loop(500, Bin, Bridge) end),
                              #{delivered := Delivered} = wait_delivered(1000),
                              ok = kafka_bridge_test_lib:stop_bridge(),
                              out("scheduler safety, 1000 events of 1 MB (500 text, 500 binary): "
@@ -301,11 +299,6 @@ scheduler_safety(Dir) ->
                                  [length(Ours), length(Reports), Delivered]),
                              [out("  ~p", [R]) || R <- lists:sublist(Reports, 5)]
                      end).
-
-flush_monitor(Acc) ->
-    receive {monitor, _, long_schedule, _} = R -> flush_monitor([R | Acc])
-    after 0 -> lists:reverse(Acc)
-    end.
 
 %%--------------------------------------------------------------------
 %% 4. Memory

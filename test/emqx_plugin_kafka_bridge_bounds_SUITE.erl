@@ -26,13 +26,12 @@ init_per_group(Mode, Config) ->
 end_per_group(_Mode, _Config) ->
     ok.
 
-init_per_testcase(Case, Config) when Case =:= a_large_record_gives_memory_back;
-                                     Case =:= stop_start_500_times_plateaus ->
-    init_per_testcase(any, [{mode, <<"memory">>} | Config]);
-init_per_testcase(_Case, Config) ->
-    Priv = ?config(priv_dir, Config),
-    [{dir, filename:join(Priv, unique(<<"broker">>))},
-     {spool_dir, filename:join(Priv, unique(<<"spool">>))} | Config].
+%% Each case has a broker of its own; the cases outside the mode groups
+%% run in memory mode.
+init_per_testcase(_Case, Config0) ->
+    Config = kafka_bridge_test_lib:case_dirs(Config0),
+    Mode = [{mode, <<"memory">>} || ?config(mode, Config) =:= undefined],
+    [{broker, kafka_bridge_broker:start(?config(dir, Config))} | Mode ++ Config].
 
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),
@@ -40,15 +39,9 @@ end_per_testcase(_Case, _Config) ->
     _ = logger:remove_handler(kafka_bridge_capture),
     kafka_bridge_broker:stop_all().
 
+%% Starts the bridge on the case's broker, in the case's mode.
 start(Config, Overrides) ->
-    Broker = kafka_bridge_broker:start(?config(dir, Config)),
-    put(broker, Broker),
-    restart(Config, Overrides),
-    Broker.
-
-%% Starts the bridge on the broker start/2 started.
-restart(Config, Overrides) ->
-    Broker = get(broker),
+    Broker = ?config(broker, Config),
     Buffer = #{<<"mode">> => ?config(mode, Config), <<"dir">> => iolist_to_binary(?config(spool_dir, Config))},
     Base = #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => <<"t_${clientid}">>}},
              <<"buffer">> => Buffer},
@@ -126,7 +119,7 @@ stop_keeps_to_flush_timeout_under_churn(Config) ->
             Kept = N - Failed - Dropped,
             %% The rest is replayed, and fails at once this time.
             Fast = #{<<"kafka">> => #{<<"properties">> => #{<<"topic.metadata.propagation.max.ms">> => <<"1">>}}},
-            restart(Config, Fast),
+            start(Config, Fast),
             ok = kafka_bridge_test_lib:wait_until(fun() -> metric(failed) =:= Kept end, 120000),
             timer:sleep(1000),
             ?assertMatch(#{failed := Kept, delivered := 0}, emqx_plugin_kafka_bridge:metrics())
@@ -137,10 +130,8 @@ stop_keeps_to_flush_timeout_under_churn(Config) ->
 %% come back to within 20 MB of where it was within 10 s.
 a_large_record_gives_memory_back(Config) ->
     Topic = unique(<<"large">>),
-    Broker = kafka_bridge_broker:start(?config(dir, Config)),
-    ok = kafka_bridge_broker:create_topic(Broker, Topic),
-    put(broker, Broker),
-    restart(Config, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
+    ok = kafka_bridge_broker:create_topic(?config(broker, Config), Topic),
+    start(Config, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}},
                       <<"buffer">> => #{<<"max_bytes">> => <<"1GB">>}}),
     publish(message(<<"small">>, <<"a/b">>, <<"warm-up">>)),
     ok = kafka_bridge_test_lib:wait_until(fun() -> metric(delivered) =:= 1 end, 30000),
@@ -162,11 +153,9 @@ a_large_record_gives_memory_back(Config) ->
 %% 250 cycles add less than 5 MB.
 stop_start_500_times_plateaus(Config) ->
     Topic = unique(<<"cycles">>),
-    Broker = kafka_bridge_broker:start(?config(dir, Config)),
-    ok = kafka_bridge_broker:create_topic(Broker, Topic),
-    put(broker, Broker),
+    ok = kafka_bridge_broker:create_topic(?config(broker, Config), Topic),
     Cycle = fun(I) ->
-                    restart(Config, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}}),
+                    start(Config, #{<<"events">> => #{<<"message_publish">> => #{<<"topic">> => Topic}}}),
                     [publish(message(<<"c", (integer_to_binary(I))/binary>>, <<"a/b">>, <<"x">>))
                      || _ <- lists:seq(1, 10)],
                     ok = kafka_bridge_test_lib:stop_bridge(),

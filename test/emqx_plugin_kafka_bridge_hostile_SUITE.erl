@@ -172,9 +172,11 @@ wide_terms_hold_no_scheduler(Config) ->
     persistent_term:put({?MODULE, wide}, wide_values()),
     try
         Before = ?B:metrics(),
-        {Held, Outcomes} = calls_held_over_5ms(
-                             fun() -> [{{C, F}, begin timer:sleep(1), probe(Bridge, P) end}
-                                       || P = {C, _, F} <- wide_probes()] end),
+        %% Each call sleeps 1 ms first, so that it is scheduled in afresh
+        %% and timed alone.
+        {Outcomes, Held, _} = kafka_bridge_test_lib:long_schedules(
+                                5, fun() -> [{{C, F}, begin timer:sleep(1), probe(Bridge, P) end}
+                                             || P = {C, _, F} <- wide_probes()] end),
         After = assert_books_balance(),
         ct:log("~b calls; held over 5 ms: ~p~nbefore ~p~nafter ~p", [length(Outcomes), Held, Before, After]),
         ?assertEqual([], Held),
@@ -201,37 +203,6 @@ wide_probes() ->
     Msg = message(<<"c1">>, <<"t/1">>, <<"p">>),
     UserProperties = setelement(6, Msg, (element(6, Msg))#{properties => #{'User-Property' => Pairs}}),
     lists:append([probes(V) || V <- Values]) ++ [{on_message_publish, [UserProperties], user_property_list}].
-
-%% Runs Calls() in a process of its own: the VM reports a process that
-%% holds a scheduler over 5 ms, but never the one it reports to. Calls()
-%% sleeps 1 ms before each call, so that each is scheduled in afresh and
-%% timed alone; the process's exit is left out of the watch. Returns
-%% those reports and what Calls() returned.
-calls_held_over_5ms(Calls) ->
-    Self = self(),
-    Previous = erlang:system_monitor(Self, [{long_schedule, 5}]),
-    {Worker, Ref} = spawn_monitor(fun() ->
-                                          Self ! {self(), catch Calls()},
-                                          receive stop -> ok end
-                                  end),
-    Result = receive {Worker, R} -> R; {'DOWN', Ref, process, Worker, Reason} -> {'EXIT', Reason} end,
-    restore_system_monitor(Previous),
-    Worker ! stop,
-    Held = flush_long_schedules(Worker, []),
-    case Result of
-        {'EXIT', Crash} -> error({calls_crashed, Crash});
-        Value -> {Held, Value}
-    end.
-
-restore_system_monitor(undefined) -> erlang:system_monitor(undefined);
-restore_system_monitor({Pid, Options}) -> erlang:system_monitor(Pid, Options).
-
-flush_long_schedules(Pid, Acc) ->
-    receive
-        {monitor, Pid, long_schedule, Info} -> flush_long_schedules(Pid, [Info | Acc]);
-        {monitor, _Other, long_schedule, _Info} -> flush_long_schedules(Pid, Acc)
-    after 0 -> lists:reverse(Acc)
-    end.
 
 %% rustler's list decoder panicked on an improper list: the event was
 %% counted in `received' and in no outcome. Now each is bridged with the

@@ -18,9 +18,7 @@ all() ->
      a_dir_in_use_is_refused, a_foreign_dir_is_refused_and_left_alone].
 
 init_per_testcase(_Case, Config) ->
-    Priv = ?config(priv_dir, Config),
-    [{dir, filename:join(Priv, unique(<<"broker">>))},
-     {spool_dir, filename:join(Priv, unique(<<"spool">>))} | Config].
+    kafka_bridge_test_lib:case_dirs(Config).
 
 end_per_testcase(_Case, _Config) ->
     kafka_bridge_test_lib:stop_bridge(),

@@ -8,7 +8,8 @@
          capture_logs/0, captured_logs/0, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
-         thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1]).
+         thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1,
+         case_dirs/1, long_schedules/2]).
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -250,6 +251,43 @@ conn_info(ClientId) ->
       clientid => ClientId, username => <<"user-", ClientId/binary>>, conn_props => #{},
       connected_at => 1700000000123, keepalive => 60, receive_maximum => 32,
       expiry_interval => 7200000}.
+
+%% @doc A test case's own directories under its suite's priv_dir, added
+%% to Config: `dir' for its broker, `spool_dir' for the bridge's spool.
+case_dirs(Config) ->
+    Priv = proplists:get_value(priv_dir, Config),
+    [{dir, filename:join(Priv, unique(<<"broker">>))},
+     {spool_dir, filename:join(Priv, unique(<<"spool">>))} | Config].
+
+%% @doc Runs Fun() in a process of its own while the VM reports every
+%% process that holds a scheduler for over Ms milliseconds (it never
+%% reports the process it reports to, so Fun cannot run in the caller).
+%% Returns {Fun's result, the reports on Fun's process, every report},
+%% each report's Info as erlang:system_monitor/2 gives it.
+long_schedules(Ms, Fun) ->
+    Self = self(),
+    Previous = erlang:system_monitor(Self, [{long_schedule, Ms}]),
+    {Worker, Ref} = spawn_monitor(fun() ->
+                                          Self ! {self(), catch Fun()},
+                                          %% Its exit is left out of the watch.
+                                          receive stop -> ok end
+                                  end),
+    Result = receive {Worker, R} -> R; {'DOWN', Ref, process, Worker, Reason} -> {'EXIT', Reason} end,
+    case Previous of
+        undefined -> erlang:system_monitor(undefined);
+        {Monitor, Options} -> erlang:system_monitor(Monitor, Options)
+    end,
+    Worker ! stop,
+    All = flush_long_schedules([]),
+    case Result of
+        {'EXIT', Crash} -> error({watched_call_crashed, Crash});
+        Value -> {Value, [Info || {P, Info} <- All, P =:= Worker], All}
+    end.
+
+flush_long_schedules(Acc) ->
+    receive {monitor, Pid, long_schedule, Info} -> flush_long_schedules([{Pid, Info} | Acc])
+    after 0 -> lists:reverse(Acc)
+    end.
 
 %% @doc A fresh name for a topic or client.
 unique(Prefix) ->
