@@ -34,7 +34,7 @@
 -define(E2E_EVENTS, 300000).
 %% The producer settings the bridge uses by default, for the raw baseline too.
 -define(PROPS, ["acks=all", "linger.ms=20", "compression.type=lz4", "partitioner=murmur2_random",
-                "enable.idempotence=true", "message.max.bytes=2097152"]).
+                "enable.idempotence=true", "message.max.bytes=2097152", "socket.keepalive.enable=true"]).
 
 main() ->
     Dir = os:getenv("BENCH_DIR"),

@@ -19,6 +19,11 @@
 %% linger.ms of 20), from ready values and with nothing else to do. Its CPU
 %% per record is what librdkafka alone costs at that rate, which the
 %% bridge's producer thread and librdkafka's threads cannot go below.
+%%
+%% Last, the hook loop at ?CLUSTER_RATE against that broker and against a
+%% 3-broker cluster (replication factor 3, min.insync.replicas 2, every
+%% node a controller too), round by round: what replication costs the
+%% bridge's side.
 -module(kafka_bridge_paced).
 
 -export([main/0, run/1]).
@@ -26,6 +31,7 @@
 -import(kafka_bridge_bench, [out/2, median/1]).
 
 -define(RATES, [10000, 50000, 200000]).
+-define(CLUSTER_RATE, 50000).
 -define(PROCS, 8).
 -define(SECONDS, 5).
 %% Five rounds: at 10 000/s the calling schedulers' share varies widely from
@@ -41,7 +47,7 @@
 %% (native/core/src/kafka/client.rs), as memory mode applies them.
 -define(RAW_PROPS, ["acks=all", "linger.ms=" ++ integer_to_list(?RAW_LINGER_MS), "compression.type=lz4",
                     "partitioner=murmur2_random", "enable.idempotence=true", "message.max.bytes=2097152",
-                    "statistics.interval.ms=1000", "queue.buffering.max.messages=2000000",
+                    "socket.keepalive.enable=true", "statistics.interval.ms=1000", "queue.buffering.max.messages=2000000",
                     "queue.buffering.max.kbytes=2097151"]).
 
 main() ->
@@ -59,7 +65,8 @@ run(Dir) ->
                    Rounds = [[{Rate, one_rate(Broker, Topic, Msg, Values, Rate)} || Rate <- ?RATES]
                              || _ <- lists:seq(1, ?ROUNDS)],
                    Idle = [idle(Broker, Topic) || _ <- lists:seq(1, ?ROUNDS)],
-                   report(Rounds, Idle)
+                   report(Rounds, Idle),
+                   against_a_cluster(Dir, Broker, Topic, Msg)
            end).
 
 %% One round at one rate: the three loops and the floor, interleaved.
@@ -68,12 +75,31 @@ one_rate(Broker, Topic, Msg, Values, Rate) ->
     Send = paced(fun() -> Sink ! Msg, ok end, Rate),
     exit(Sink, kill),
     Nif = paced(fun() -> emqx_plugin_kafka_bridge_nif:noop(Msg) end, Rate),
-    Bridge = kafka_bridge_bench:start_bridge(Broker, Topic, kafka_bridge_bench:big_buffer()),
+    Hook = hook_loop(Broker, Topic, Msg, Rate),
+    #{send => Send, nif => Nif, hook => Hook, raw => raw_floor(Broker, Values, Rate)}.
+
+%% The message.publish hook at Rate, the bridge on Kafka (a broker or a
+%% cluster) with a buffer room for the whole run.
+hook_loop(Kafka, Topic, Msg, Rate) ->
+    Bridge = kafka_bridge_bench:start_bridge(Kafka, Topic, kafka_bridge_bench:big_buffer()),
     wait_connected(),
     Hook = paced(fun() -> {ok, _} = emqx_plugin_kafka_bridge:on_message_publish(Msg, Bridge), ok end, Rate,
                  fun(Events) -> #{dropped := 0} = kafka_bridge_bench:wait_delivered(Events) end),
     ok = kafka_bridge_test_lib:stop_bridge(),
-    #{send => Send, nif => Nif, hook => Hook, raw => raw_floor(Broker, Values, Rate)}.
+    Hook.
+
+against_a_cluster(Dir, Broker, Topic, Msg) ->
+    Cluster = kafka_bridge_broker:start_cluster(Dir, #{}),
+    try
+        ClusterTopic = kafka_bridge_test_lib:unique(<<"paced_cluster">>),
+        ok = kafka_bridge_broker:create_topic(Cluster, ClusterTopic),
+        Runs = [#{broker => hook_loop(Broker, Topic, Msg, ?CLUSTER_RATE),
+                  cluster => hook_loop(Cluster, ClusterTopic, Msg, ?CLUSTER_RATE)}
+                || _ <- lists:seq(1, ?ROUNDS)],
+        report_cluster(Runs)
+    after
+        [kafka_bridge_broker:stop(B) || B <- maps:get(brokers, Cluster)]
+    end.
 
 %% µs of CPU per record of kafka_tool produce-raw-paced at Rate.
 raw_floor(Broker, Values, Rate) ->
@@ -235,5 +261,16 @@ goals(Added, IdleBridge) ->
     out("~nfloor: raw librdkafka alone costs ~.2f us/record at 50000/s and ~.2f at 10000/s (~.2f x); the bridge's "
         "producer thread and librdkafka's threads ~.2f and ~.2f us/event, ~.2f and ~.2f x the floor",
         [Raw50, Raw10, Raw10 / Raw50, Threads50, Threads10, Threads50 / Raw50, Threads10 / Raw10]).
+
+report_cluster(Runs) ->
+    Med = fun(Kafka, F) -> median([F(maps:get(Kafka, R)) || R <- Runs]) end,
+    Whole = fun(Kafka) -> Med(Kafka, fun per_event/1) end,
+    Threads = fun(Kafka) -> Med(Kafka, fun(H) -> per_event(H, bridge) + per_event(H, librdkafka) end) end,
+    out("~ncluster: at ~b/s against 3 brokers (replication factor 3, min.insync.replicas 2) the hook loop costs "
+        "~.2f us/event and the producer thread with librdkafka ~.2f; against one broker, the same rounds, ~.2f and "
+        "~.2f (~.2f x and ~.2f x; ~b rounds, medians; cluster runs ~w)",
+        [?CLUSTER_RATE, Whole(cluster), Threads(cluster), Whole(broker), Threads(broker),
+         Whole(cluster) / Whole(broker), Threads(cluster) / Threads(broker), ?ROUNDS,
+         [round2(per_event(C)) || #{cluster := C} <- Runs]]).
 
 round2(X) -> round(X * 100) / 100.

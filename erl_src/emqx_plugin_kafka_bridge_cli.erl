@@ -71,6 +71,9 @@ format_map(Map) ->
 to_text(Value) when is_binary(Value) -> Value;
 to_text(Value) when is_atom(Value) -> atom_to_binary(Value);
 to_text(Value) when is_integer(Value) -> integer_to_binary(Value);
+%% status()'s lists of what is wrong (brokers down, partitions waiting).
+to_text([]) -> <<"none">>;
+to_text([First | _] = Texts) when is_binary(First) -> iolist_to_binary(lists:join("; ", Texts));
 to_text(Value) -> iolist_to_binary(io_lib:format("~0p", [Value])).
 
 print(Text) ->

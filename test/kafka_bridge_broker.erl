@@ -7,10 +7,16 @@
 %% options it was started with. With `secured => Certs' it also listens on
 %% `ssl' (one-way TLS), `mtls' (TLS that requires a client certificate),
 %% `sasl_ssl' and `sasl_plaintext' (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512).
+%%
+%% A cluster (start_cluster/2) is `#{dir, brokers => [Broker]}': three
+%% such nodes, each a controller voter, replicating as production clusters
+%% do. bootstrap/1, create_topic/2,3,4, admin/2 and describe_topic/2 take
+%% a cluster as they take a broker.
 -module(kafka_bridge_broker).
 
--export([start/1, start/2, stop/1, stop_all/0, kill/1, restart/1, pause/1, resume/1, bootstrap/1, bootstrap/2,
-         create_topic/2, create_topic/3, create_topic/4, admin/2, kafka_class/3, log_batches/2]).
+-export([start/1, start/2, start_cluster/2, stop/1, stop_all/0, kill/1, shut_down/1, restart/1, pause/1, resume/1,
+         bootstrap/1, bootstrap/2, create_topic/2, create_topic/3, create_topic/4, admin/2, describe_topic/2,
+         kafka_class/3, log_batches/2]).
 
 %% A fixed cluster id (any 16 bytes in url-safe base64): formatting needs
 %% one, and asking Kafka for a random one costs a JVM start.
@@ -37,14 +43,57 @@ start(Parent, Options) ->
     %% bench's two VMs their directory.
     Dir = filename:join(Parent, lists:concat(["kafka-", os:getpid(), "-", erlang:unique_integer([positive])])),
     ok = filelib:ensure_dir(filename:join([Dir, "data", "x"])),
+    Broker = prepare(Dir, Options),
+    Broker#{os_pid => wait_listening(Broker, spawn_jvm(Broker))}.
+
+%% @doc A fresh cluster of `brokers' (default 3) KRaft nodes in a new
+%% directory under Parent, each broker and controller in one JVM with a
+%% 384 MB heap, all three voters: topics are created with replication
+%% factor 3 and `min.insync.replicas' 2, Kafka's internal topics too.
+%% Options as start/2 (`properties' apply to every node). Returns once
+%% every node listens.
+start_cluster(Parent, Options) ->
+    Dir = filename:join(Parent, lists:concat(["cluster-", os:getpid(), "-", erlang:unique_integer([positive])])),
+    Count = maps:get(brokers, Options, 3),
+    Ids = lists:seq(1, Count),
+    ControllerPorts = [kafka_bridge_test_lib:free_port() || _ <- Ids],
+    Voters = lists:join(",", [[integer_to_list(Id), "@127.0.0.1:", integer_to_list(P)]
+                              || {Id, P} <- lists:zip(Ids, ControllerPorts)]),
+    Replicated = [{"default.replication.factor", integer_to_list(Count)},
+                  {"min.insync.replicas", integer_to_list(min(2, Count))},
+                  {"offsets.topic.replication.factor", integer_to_list(Count)},
+                  {"transaction.state.log.replication.factor", integer_to_list(Count)},
+                  {"transaction.state.log.min.isr", integer_to_list(min(2, Count))}],
+    Prepare = fun({Id, ControllerPort}) ->
+                      prepare(filename:join(Dir, "broker-" ++ integer_to_list(Id)),
+                              Options#{node_id => Id, controller_port => ControllerPort, voters => Voters,
+                                       heap_mb => 384,
+                                       properties => Replicated ++ maps:get(properties, Options, [])})
+              end,
+    %% Formatting starts a JVM per node: side by side, then every node
+    %% launched before any is waited for (a lone voter never opens its
+    %% listener: it waits for a quorum).
+    Brokers = parallel(Prepare, lists:zip(Ids, ControllerPorts)),
+    #{dir => Dir, brokers => restart(Brokers)}.
+
+parallel(Fun, Items) ->
+    Self = self(),
+    Pids = [spawn_link(fun() -> Self ! {self(), catch Fun(Item)} end) || Item <- Items],
+    [receive {Pid, {'EXIT', Reason}} -> error(Reason); {Pid, Result} -> Result end || Pid <- Pids].
+
+%% A node's directory, properties and formatted storage, not started yet.
+prepare(Dir, Options) ->
+    ok = filelib:ensure_dir(filename:join([Dir, "data", "x"])),
     Port = maps:get(port, Options, kafka_bridge_test_lib:free_port()),
     Secured = [{Name, kafka_bridge_test_lib:free_port()}
                || maps:is_key(secured, Options), Name <- [ssl, mtls, sasl_ssl, sasl_plaintext]],
-    Broker = Options#{dir => Dir, port => Port, controller_port => kafka_bridge_test_lib:free_port(),
-                      listeners => maps:from_list([{plaintext, Port} | Secured])},
+    ControllerPort = maps:get(controller_port, Options, kafka_bridge_test_lib:free_port()),
+    Broker = maps:merge(#{node_id => 1, voters => ["1@127.0.0.1:", integer_to_list(ControllerPort)], heap_mb => 512},
+                        Options#{dir => Dir, port => Port, controller_port => ControllerPort,
+                                 listeners => maps:from_list([{plaintext, Port} | Secured])}),
     ok = write_properties(Broker),
     ok = format(Broker),
-    Broker#{os_pid => launch(Broker)}.
+    Broker.
 
 %% @doc kill -9 of the JVM, as a crash would; restart/1 brings it back on
 %% the same ports and data.
@@ -53,8 +102,20 @@ kill(Broker = #{os_pid := OsPid, port := Port}) ->
     ok = kafka_bridge_test_lib:wait_until(fun() -> not port_open(Port) end, 10000),
     Broker.
 
+%% A list of brokers (a cluster's, all down) is launched side by side.
+restart(Brokers) when is_list(Brokers) ->
+    Launched = [B#{os_pid => spawn_jvm(B)} || B <- Brokers],
+    [B#{os_pid => wait_listening(B, OsPid)} || B = #{os_pid := OsPid} <- Launched];
 restart(Broker) ->
-    Broker#{os_pid => launch(Broker)}.
+    Broker#{os_pid => wait_listening(Broker, spawn_jvm(Broker))}.
+
+%% @doc SIGTERM, as an operator's restart for an upgrade: Kafka's
+%% controlled shutdown moves the broker's leaderships first. Returns once
+%% the JVM has exited.
+shut_down(Broker = #{os_pid := OsPid}) ->
+    os:cmd("kill -TERM " ++ OsPid),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> os:cmd("kill -0 " ++ OsPid ++ " 2>&1") =/= "" end, 60000),
+    Broker.
 
 %% @doc SIGSTOP: the broker holds its connections and answers nothing
 %% until resume/1 (SIGCONT), as a broker in a long GC pause or on a
@@ -84,6 +145,8 @@ bootstrap(Broker) ->
     bootstrap(Broker, maps:get(client_listener, Broker, plaintext)).
 
 %% A broker not started yet is `#{port => Port}'.
+bootstrap(#{brokers := Brokers}, Name) ->
+    iolist_to_binary(lists:join(",", [bootstrap(B, Name) || B <- Brokers]));
 bootstrap(Broker = #{port := Port}, Name) ->
     Listeners = maps:get(listeners, Broker, #{plaintext => Port}),
     iolist_to_binary(["127.0.0.1:", integer_to_list(maps:get(Name, Listeners))]).
@@ -108,6 +171,23 @@ admin(Broker, Args) ->
     case kafka_bridge_test_lib:shell(Cmd) of
         {ok, _} -> ok;
         {error, Out} -> error({kafka_admin_failed, Args, Out})
+    end.
+
+%% @doc Each partition of Topic as `{Partition, Leader, Replicas, Isr,
+%% End}' (Leader -1 when it has none; End its high watermark, -1 when its
+%% leader did not answer), as the metadata of the first broker to answer
+%% has them.
+describe_topic(Broker, Topic) ->
+    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext),
+           quoted(["describe-topic", Topic])],
+    case kafka_bridge_test_lib:shell(Cmd) of
+        {ok, Out} ->
+            Ids = fun("") -> []; (List) -> [list_to_integer(I) || I <- string:split(List, ",", all)] end,
+            lists:sort([{list_to_integer(P), list_to_integer(L), Ids(R), Ids(I), list_to_integer(E)}
+                        || Line <- string:split(Out, "\n", all),
+                           [P, L, R, I, E] <- [string:lexemes(Line, " ")]]);
+        {error, Out} ->
+            error({kafka_admin_failed, describe_topic, Topic, Out})
     end.
 
 %% @doc Runs one of Kafka's own command-line classes (e.g.
@@ -144,13 +224,14 @@ segment_batches(Broker, Segment) ->
 %% Set-up
 %%--------------------------------------------------------------------
 
-properties(Broker = #{dir := Dir, listeners := Listeners, controller_port := ControllerPort}) ->
+properties(Broker = #{dir := Dir, listeners := Listeners, controller_port := ControllerPort,
+                      node_id := NodeId, voters := Voters}) ->
     Address = fun(Name, Port) -> [string:uppercase(atom_to_list(Name)), "://127.0.0.1:", integer_to_list(Port)] end,
     Advertised = lists:join(",", [Address(N, P) || {N, P} <- lists:sort(maps:to_list(Listeners))]),
     Defaults =
         [{"process.roles", "broker,controller"},
-         {"node.id", "1"},
-         {"controller.quorum.voters", ["1@127.0.0.1:", integer_to_list(ControllerPort)]},
+         {"node.id", integer_to_list(NodeId)},
+         {"controller.quorum.voters", Voters},
          {"controller.listener.names", "CONTROLLER"},
          {"inter.broker.listener.name", "PLAINTEXT"},
          {"listeners", [Advertised, ",", Address('CONTROLLER', ControllerPort)]},
@@ -218,21 +299,26 @@ format(Broker = #{dir := Dir}) ->
                      | lists:append(Scram)]),
     ok.
 
-launch(Broker = #{dir := Dir, port := Port}) ->
-    Log = filename:join(Dir, "kafka.log"),
-    Cmd = ["exec ", java(), " -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true",
+spawn_jvm(Broker = #{dir := Dir, heap_mb := Heap}) ->
+    Cmd = ["exec ", java(), " -Xms256m -Xmx", integer_to_list(Heap), "m -XX:+UseG1GC -Djava.awt.headless=true",
            " -Dlog4j2.configurationFile='", log4j_config(Broker), "'",
            " -cp '", classpath(), "' kafka.Kafka '", filename:join(Dir, "server.properties"), "'",
-           " >>'", Log, "' 2>&1 & echo $!"],
-    OsPid = kafka_bridge_test_lib:spawn_os_process(Cmd),
+           " >>'", log_file(Broker), "' 2>&1 & echo $!"],
+    kafka_bridge_test_lib:spawn_os_process(Cmd).
+
+%% OsPid once the broker's PLAINTEXT port accepts.
+wait_listening(Broker = #{port := Port}, OsPid) ->
     case kafka_bridge_test_lib:wait_until(fun() -> port_open(Port) end, 60000) of
         ok ->
             OsPid;
         timeout ->
-            {ok, Out} = file:read_file(Log),
+            {ok, Out} = file:read_file(log_file(Broker)),
             ct:log("Kafka on port ~b did not open it; its log:~n~s", [Port, Out]),
             error({broker_not_listening, Port})
     end.
+
+log_file(#{dir := Dir}) ->
+    filename:join(Dir, "kafka.log").
 
 java() ->
     case os:find_executable("java") of

@@ -272,6 +272,12 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("max_bytes", (shared.queue.max_bytes() as u64).encode(env)),
             ("last_delivery_ms", shared.status.last_delivery_ms.load(Relaxed).encode(env)),
         ];
+        let cluster = shared.status.cluster();
+        let fields = fields.into_iter().chain([
+            ("brokers_down", cluster.brokers_down.encode(env)),
+            ("brokers_not_answering", cluster.brokers_not_answering.encode(env)),
+            ("partitions_waiting", cluster.partitions_waiting.encode(env)),
+        ]);
         atom_map(env, fields)
     })
 }

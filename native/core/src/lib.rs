@@ -12,6 +12,7 @@ pub mod routing;
 pub mod json;
 pub mod queue;
 pub mod kafka;
+pub mod cluster_view;
 pub mod spool;
 pub mod runtime;
 pub mod clock;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering::Relaxed, Orde
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::cluster_view::ClusterView;
 use crate::config::BufferMode;
 use crate::log::{Level, Logger};
 use crate::metrics::{inc, Metrics};
@@ -99,6 +100,7 @@ pub struct Status {
     last_error: Mutex<LastError>,
     /// Unix ms of the last successful delivery (0 = none yet).
     pub last_delivery_ms: AtomicI64,
+    cluster: Mutex<ClusterView>,
 }
 
 #[derive(Default)]
@@ -123,5 +125,13 @@ impl Status {
 
     pub fn last_error_is_settings(&self) -> bool {
         self.last_error.lock().unwrap_or_else(|e| e.into_inner()).settings
+    }
+
+    pub fn set_cluster(&self, view: ClusterView) {
+        *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+
+    pub fn cluster(&self) -> ClusterView {
+        self.cluster.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -8,7 +8,11 @@
 //! - `delete-topic NAME`, returning once the metadata no longer lists it;
 //! - `add-partitions NAME TOTAL`;
 //! - `alter-topic NAME config=value ...` (AlterConfigs: configs not named
-//!   go back to the broker's defaults).
+//!   go back to the broker's defaults);
+//! - `describe-topic NAME`: one line per partition on standard output,
+//!   `PARTITION LEADER REPLICAS ISR END` (lists comma-separated, leader -1
+//!   when it has none, END the partition's high watermark or -1 when its
+//!   leader did not answer), as the answering broker's metadata has them.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,7 @@ use futures_executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,10 +61,27 @@ pub fn run(brokers: &str, args: &[String]) -> Result<(), String> {
                 None => Err(format!("alter-topic {name}: no result")),
             }
         }
+        ["describe-topic", name] => describe(brokers, &admin, name),
         _ => Err("admin takes create-topic NAME PARTITIONS [k=v ...] | delete-topic NAME \
-                  | add-partitions NAME TOTAL | alter-topic NAME k=v ..."
+                  | add-partitions NAME TOTAL | alter-topic NAME k=v ... | describe-topic NAME"
             .into()),
     }
+}
+
+fn describe(brokers: &str, admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(), String> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().map_err(|e| e.to_string())?;
+    let metadata = admin.inner().fetch_metadata(Some(topic), TIMEOUT).map_err(|e| e.to_string())?;
+    let topic = metadata.topics().first().ok_or("no such topic")?;
+    if let Some(error) = topic.error() {
+        return Err(format!("{}: {error:?}", topic.name()));
+    }
+    let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    for p in topic.partitions() {
+        let end = consumer.fetch_watermarks(topic.name(), p.id(), Duration::from_secs(5)).map_or(-1, |(_, high)| high);
+        println!("{} {} {} {} {end}", p.id(), p.leader(), list(p.replicas()), list(p.isr()));
+    }
+    Ok(())
 }
 
 fn pairs<'a>(args: &[&'a str]) -> Result<Vec<(&'a str, &'a str)>, String> {

@@ -144,6 +144,9 @@ pub const DEFAULT_PROPERTIES: &[(&str, &str)] = &[
     // Room for a 1 MB MQTT payload encoded as base64 JSON; the topic's
     // max.message.bytes on the broker must allow it too.
     ("message.max.bytes", "2097152"),
+    // A connection that a NAT gateway or load balancer (cloud Kafka) drops
+    // while idle is found dead by TCP, not by the next request timing out.
+    ("socket.keepalive.enable", "true"),
 ];
 
 /// Properties whose values must never reach a log line, an error or status().
@@ -623,6 +626,8 @@ mod tests {
         let acked = &config.events.iter().find(|(k, _)| *k == EventKind::MessageAcked).unwrap().1;
         assert!(!acked.enable);
         assert!(config.kafka.properties.contains(&("acks".into(), "all".into())));
+        assert!(config.kafka.properties.contains(&("message.timeout.ms".into(), "0".into())));
+        assert!(config.kafka.properties.contains(&("socket.keepalive.enable".into(), "true".into())));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The producer's librdkafka context: the callbacks librdkafka calls on
 //! the polling thread. Delivery reports go to the buffer mode's handler
-//! (`delivery`); connection errors and statistics set the bridge's status.
+//! (`delivery`); connection errors and statistics (`cluster_view`) set the
+//! bridge's status.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 
 use crate::clock::unix_ms;
+use crate::cluster_view::{ClusterWatch, Statistics};
 use crate::kafka::delivery::{Deliveries, Report, Tally};
 use crate::kafka::in_flight::InFlight;
 use crate::log::Level;
@@ -31,6 +33,8 @@ pub struct Context {
     /// is it asked whether one was fatal (`kafka::fatal`), which copies
     /// its text. Its error events carry the underlying code, not `Fatal`.
     error_arrived: AtomicBool,
+    /// What the last statistics found, for the next (`cluster_view`).
+    cluster_watch: Mutex<ClusterWatch>,
 }
 
 impl Context {
@@ -43,6 +47,7 @@ impl Context {
             poll_unix_ms: AtomicI64::new(0),
             tally: Mutex::default(),
             error_arrived: AtomicBool::new(false),
+            cluster_watch: Mutex::default(),
         }
     }
 
@@ -103,42 +108,31 @@ impl ClientContext for Context {
         status.set(error);
     }
 
-    /// Reads only the brokers: the statistics also hold every topic and
-    /// partition the producer has used, which rdkafka's `Statistics`
-    /// would allocate on each interval; here they are skipped unread.
+    /// Reads only what `cluster_view` needs: rdkafka's `Statistics`
+    /// would allocate every field of every topic and partition on each
+    /// interval.
     fn stats_raw(&self, statistics: &[u8]) {
-        if let Ok(stats) = serde_json::from_slice::<BrokerStatistics>(statistics) {
+        if let Ok(stats) = serde_json::from_slice::<Statistics>(statistics) {
             self.broker_stats(stats);
         }
     }
 }
 
-/// The part of librdkafka's statistics the bridge reads.
-#[derive(serde::Deserialize)]
-struct BrokerStatistics {
-    brokers: std::collections::HashMap<String, BrokerState>,
-}
-
-#[derive(serde::Deserialize)]
-struct BrokerState {
-    state: String,
-    txretries: u64,
-}
-
 impl Context {
-    fn broker_stats(&self, stats: BrokerStatistics) {
-        let up = stats.brokers.values().any(|b| b.state == "UP");
+    fn broker_stats(&self, stats: Statistics) {
         let status = &self.shared.status;
-        if up {
+        if stats.any_broker_up() {
             status.state.store(ConnectionState::Connected);
         } else if status.state.load() == ConnectionState::Connected {
             status.state.store(ConnectionState::Disconnected);
         }
-        let retries: u64 = stats.brokers.values().map(|b| b.txretries).sum();
+        let retries = stats.retries();
         let before = self.retries_seen.swap(retries as i64, Relaxed);
         if retries as i64 > before {
             self.shared.metrics.retried.fetch_add(retries - before as u64, Relaxed);
         }
+        let view = self.cluster_watch.lock().unwrap_or_else(|e| e.into_inner()).view(&stats);
+        status.set_cluster(view);
     }
 }
 
