@@ -71,17 +71,31 @@ struct Partition {
     msgq_cnt: i64,
     xmit_msgq_cnt: i64,
     msgs_inflight: i64,
+    /// Records ever given to the partition: also the id of the last one.
+    msgs: u64,
+    /// Transmissions, retries included.
+    txmsgs: u64,
     /// The last record the broker acknowledged (idempotent producer).
     #[serde(default)]
     acked_msgid: u64,
 }
 
-/// What one view remembers for the next: the nodes down, and per partition
-/// holding records the last acknowledged record and since when.
+/// What one view remembers for the next: the nodes down, and each
+/// partition's progress.
 #[derive(Default)]
 pub struct ClusterWatch {
     down: Vec<i32>,
-    acks: HashMap<(String, i32), (u64, i64)>,
+    progress: HashMap<(String, i32), Progress>,
+}
+
+/// A partition with records not acknowledged (idempotent producer).
+struct Progress {
+    acked_msgid: u64,
+    /// Since when `acked_msgid` has not moved (librdkafka's clock, µs).
+    acked_since: i64,
+    txmsgs: u64,
+    /// When `txmsgs` last moved.
+    sent_at: i64,
 }
 
 /// What `status()` shows of the cluster; empty lists when all is well.
@@ -118,24 +132,43 @@ impl ClusterWatch {
         let down: Vec<&Broker> = nodes.iter().copied().filter(|b| b.is_down(self.down.contains(&b.nodeid))).collect();
         let silent: Vec<&Broker> = nodes.iter().copied().filter(|b| b.is_silent()).collect();
         let find = |list: &[&Broker], id: i32| list.iter().find(|b| b.nodeid == id).map(|b| name(b));
-        let mut acks = HashMap::new();
-        let mut waiting: Vec<(&str, i32, i64, String)> = Vec::new();
+        let mut progress = HashMap::new();
+        let mut waiting: Vec<(&str, i32, u64, String)> = Vec::new();
         for (topic, t) in &stats.topics {
-            for p in t.partitions.values().filter(|p| p.partition >= 0 && p.held() > 0) {
+            for p in t.partitions.values().filter(|p| p.partition >= 0) {
+                // Records waiting: those librdkafka holds for the partition,
+                // and with the idempotent producer those given to it and not
+                // acknowledged. A request librdkafka retries sits in its
+                // broker's retry queue, where the partition's counts miss it.
+                let unacknowledged = if stats.eos.is_some() { p.msgs.saturating_sub(p.acked_msgid) } else { 0 };
+                let records = (p.held().max(0) as u64).max(unacknowledged);
+                if records == 0 {
+                    continue;
+                }
                 let key = (topic.clone(), p.partition);
-                let since = match self.acks.remove(&key) {
-                    Some((acked, since)) if acked == p.acked_msgid => since,
-                    _ => stats.ts,
-                };
-                acks.insert(key, (p.acked_msgid, since));
-                let unacknowledged_us = stats.ts - since;
+                let mut entry = self.progress.remove(&key).unwrap_or(Progress {
+                    acked_msgid: p.acked_msgid,
+                    acked_since: stats.ts,
+                    txmsgs: p.txmsgs,
+                    sent_at: stats.ts,
+                });
+                if entry.acked_msgid != p.acked_msgid {
+                    (entry.acked_msgid, entry.acked_since) = (p.acked_msgid, stats.ts);
+                }
+                if entry.txmsgs != p.txmsgs {
+                    (entry.txmsgs, entry.sent_at) = (p.txmsgs, stats.ts);
+                }
+                // Still being sent, or held: not a gap a failed record left.
+                let trying = p.held() > 0 || stats.ts - entry.sent_at < UNACKNOWLEDGED_TOO_LONG_US;
+                let unacknowledged_us = stats.ts - entry.acked_since;
+                progress.insert(key, entry);
                 let reason = if p.leader < 0 {
                     Some("no leader".to_string())
                 } else if let Some(leader) = find(&down, p.leader) {
                     Some(format!("leader {leader} down"))
                 } else if let Some(leader) = find(&silent, p.leader) {
                     Some(format!("leader {leader} not answering"))
-                } else if stats.eos.is_some() && unacknowledged_us >= UNACKNOWLEDGED_TOO_LONG_US {
+                } else if unacknowledged > 0 && trying && unacknowledged_us >= UNACKNOWLEDGED_TOO_LONG_US {
                     let leader = nodes.iter().find(|b| b.nodeid == p.leader).map_or(format!("node {}", p.leader), |b| name(b));
                     Some(format!(
                         "none acknowledged for {} s by leader {leader}, which answers: with acks=all, fewer replicas \
@@ -146,11 +179,11 @@ impl ClusterWatch {
                     None
                 };
                 if let Some(reason) = reason {
-                    waiting.push((topic, p.partition, p.held(), reason));
+                    waiting.push((topic, p.partition, records, reason));
                 }
             }
         }
-        self.acks = acks;
+        self.progress = progress;
         waiting.sort();
         let mut view = ClusterView {
             brokers_down: down.iter().map(|b| name(b)).collect(),
@@ -214,9 +247,14 @@ mod tests {
                "txretries": 0, "outbuf_cnt": 0})
     }
 
+    /// A partition holding `held` records, every earlier one acknowledged.
     fn partition(p: i32, leader: i32, held: i64, acked: u64) -> Value {
+        sent(p, leader, held, acked + held as u64, acked, 5)
+    }
+
+    fn sent(p: i32, leader: i32, held: i64, msgs: u64, acked: u64, txmsgs: u64) -> Value {
         json!({"partition": p, "leader": leader, "msgq_cnt": held, "xmit_msgq_cnt": 0, "msgs_inflight": 0,
-               "txmsgs": 5, "acked_msgid": acked})
+               "msgs": msgs, "txmsgs": txmsgs, "acked_msgid": acked})
     }
 
     /// Statistics at `ts_s` seconds; `idempotent` adds the `eos` object.
@@ -297,6 +335,24 @@ mod tests {
         for ts in [0, 10, 20] {
             assert_eq!(plain.view(&at(ts, false, 0)).partitions_waiting, Vec::<String>::new());
         }
+    }
+
+    /// Records librdkafka retries sit in its broker's retry queue, which the
+    /// partition's counts miss: what was given and not acknowledged counts,
+    /// while librdkafka keeps sending. A gap left by a record that failed
+    /// for good, with nothing sent since, is not a wait.
+    #[test]
+    fn records_being_retried_count_and_a_failed_gap_does_not() {
+        let at = |ts, txmsgs| statistics(ts, true, vec![broker(1, "UP", 60, 0, 0)], vec![sent(0, 1, 0, 100, 40, txmsgs)]);
+        let mut watch = ClusterWatch::default();
+        for ts in [0, 2, 4] {
+            assert_eq!(watch.view(&at(ts, 10 + ts as u64)).partitions_waiting, Vec::<String>::new());
+        }
+        let waiting = watch.view(&at(6, 16)).partitions_waiting;
+        assert_eq!(waiting.len(), 1);
+        assert!(waiting[0].starts_with("t [0]: 60 records, none acknowledged for 6 s"), "{waiting:?}");
+        // Nothing sent for 5 s: the 60 failed, nothing waits.
+        assert_eq!(watch.view(&at(12, 16)).partitions_waiting, Vec::<String>::new());
     }
 
     #[test]

@@ -153,3 +153,26 @@ fn stop_with_the_broker_down_counts_what_is_left() {
     assert_eq!(metrics.dropped_on_stop.load(Relaxed), 300);
     assert_eq!((shared.queue.held(), shared.queue.budget_used()), (0, 0));
 }
+
+/// librdkafka's own statistics reach `status()`: a leader that refuses
+/// every write with NOT_ENOUGH_REPLICAS (retried for ever) is named after
+/// 5 s, and once it accepts again the view is empty and everything
+/// arrives. (cluster_SUITE sees brokers down and frozen on Apache Kafka.)
+#[test]
+fn a_leader_refusing_writes_is_named_in_status() {
+    let mock = cluster();
+    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 10_000];
+    mock.request_errors(RDKafkaApiKey::Produce, &refusals);
+    let config = config(&mock);
+    let shared = queued(&config, 100);
+    let producer = ProducerHandle::start(shared.clone(), &config.kafka, &config.buffer, Vec::new()).unwrap();
+    let waiting = || shared.status.cluster().partitions_waiting;
+    wait_until("a partition named", Duration::from_secs(20), || !waiting().is_empty());
+    assert!(waiting()[0].contains("none acknowledged for"), "{:?}", waiting());
+    assert_eq!(shared.metrics.delivered.load(Relaxed), 0);
+    mock.clear_request_errors(RDKafkaApiKey::Produce);
+    wait_until("100 delivered", Duration::from_secs(30), || shared.metrics.delivered.load(Relaxed) == 100);
+    wait_until("the view cleared", Duration::from_secs(5), || shared.status.cluster() == Default::default());
+    producer.stop(Duration::from_secs(5));
+    assert_eq!(shared.metrics.failed.load(Relaxed), 0);
+}
