@@ -214,12 +214,7 @@ two_brokers_down(Config) ->
     Load = start_load(),
     timer:sleep(3000),
     [B1, B2, B3] = brokers(Config),
-    kafka_bridge_broker:kill(B2),
-    kafka_bridge_broker:kill(B3),
-    Down = now_ms(),
-    timer:sleep(30000),
-    _ = kafka_bridge_broker:restart([B2, B3]),
-    timer:sleep(5000),
+    Down = two_down_for_30_s(B2, B3),
     {Sent, Longest, Statuses} = stop_load(Load),
     ct:log("sent ~b; longest 100 hook calls ~b us", [Sent, Longest]),
     assert_named(Statuses, Down, Down + 30000, brokers_down, [broker_name(B2), broker_name(B3)]),
@@ -228,6 +223,17 @@ two_brokers_down(Config) ->
     %% NOT_ENOUGH_REPLICAS (its ISR shrank first); each run sees one.
     assert_named(Statuses, Down, Down + 30000, partitions_waiting, [<<"leader ", (broker_name(B1))/binary>>]),
     assert_all_delivered(Config, Sent).
+
+%% Kills two brokers, starts them again 30 s later and waits 5 s more;
+%% returns when they went down (monotonic ms).
+two_down_for_30_s(B2, B3) ->
+    kafka_bridge_broker:kill(B2),
+    kafka_bridge_broker:kill(B3),
+    Down = now_ms(),
+    timer:sleep(30000),
+    _ = kafka_bridge_broker:restart([B2, B3]),
+    timer:sleep(5000),
+    Down.
 
 %% The same with message.timeout.ms (10 s) shorter than the outage:
 %% what librdkafka gives up on is counted in `failed' (in every mode: the
@@ -242,11 +248,7 @@ two_brokers_down_past_message_timeout(Config) ->
     Load = start_load(),
     timer:sleep(3000),
     [_, B2, B3] = brokers(Config),
-    kafka_bridge_broker:kill(B2),
-    kafka_bridge_broker:kill(B3),
-    timer:sleep(30000),
-    _ = kafka_bridge_broker:restart([B2, B3]),
-    timer:sleep(5000),
+    _ = two_down_for_30_s(B2, B3),
     {Sent, _, _} = stop_load(Load),
     Metrics = kafka_bridge_test_lib:wait_for_delivered(Sent, 180000),
     ct:log("sent ~b; metrics: ~p", [Sent, Metrics]),

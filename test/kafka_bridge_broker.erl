@@ -167,27 +167,26 @@ create_topic(Broker, Name, Partitions, Configs) ->
 %% listener (see tools/kafka_tool/src/admin.rs): ok, or an error with what
 %% it said.
 admin(Broker, Args) ->
-    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext), quoted(Args)],
-    case kafka_bridge_test_lib:shell(Cmd) of
-        {ok, _} -> ok;
-        {error, Out} -> error({kafka_admin_failed, Args, Out})
-    end.
+    _ = admin_output(Broker, Args),
+    ok.
 
 %% @doc Each partition of Topic as `{Partition, Leader, Replicas, Isr,
 %% End}' (Leader -1 when it has none; End its high watermark, -1 when its
 %% leader did not answer), as the metadata of the first broker to answer
 %% has them.
 describe_topic(Broker, Topic) ->
-    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext),
-           quoted(["describe-topic", Topic])],
+    Out = admin_output(Broker, ["describe-topic", Topic]),
+    Ids = fun("") -> []; (List) -> [list_to_integer(I) || I <- string:split(List, ",", all)] end,
+    lists:sort([{list_to_integer(P), list_to_integer(L), Ids(R), Ids(I), list_to_integer(E)}
+                || Line <- string:split(Out, "\n", all),
+                   [P, L, R, I, E] <- [string:lexemes(Line, " ")]]).
+
+%% What `kafka_tool admin' printed, or an error with it.
+admin_output(Broker, Args) ->
+    Cmd = ["'", kafka_bridge_test_lib:kafka_tool(), "' admin ", bootstrap(Broker, plaintext), quoted(Args)],
     case kafka_bridge_test_lib:shell(Cmd) of
-        {ok, Out} ->
-            Ids = fun("") -> []; (List) -> [list_to_integer(I) || I <- string:split(List, ",", all)] end,
-            lists:sort([{list_to_integer(P), list_to_integer(L), Ids(R), Ids(I), list_to_integer(E)}
-                        || Line <- string:split(Out, "\n", all),
-                           [P, L, R, I, E] <- [string:lexemes(Line, " ")]]);
-        {error, Out} ->
-            error({kafka_admin_failed, describe_topic, Topic, Out})
+        {ok, Out} -> Out;
+        {error, Out} -> error({kafka_admin_failed, Args, Out})
     end.
 
 %% @doc Runs one of Kafka's own command-line classes (e.g.
