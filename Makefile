@@ -25,7 +25,11 @@ CARGO_ZIGBUILD_VERSION := 0.24.1
 RUST_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 # test/config_schema_test.py checks the Avro schema as EMQX's erlavro does.
 PYENV := _build/pyenv
-PY_PACKAGES := fastavro==1.9.7 pyhocon==0.3.61 pyparsing==3.3.3
+# AWS's MSK IAM signer, with every dependency pinned: the MSK IAM tokens
+# are checked byte for byte against it (native/core/src/sign_in/msk_iam.rs).
+PY_PACKAGES := fastavro==1.9.7 pyhocon==0.3.61 pyparsing==3.3.3 \
+  aws-msk-iam-sasl-signer-python==1.0.2 boto3==1.44.18 botocore==1.44.18 s3transfer==0.19.3 \
+  jmespath==1.1.0 python-dateutil==2.9.0.post0 six==1.17.0 urllib3==2.8.0 click==8.5.1
 
 .PHONY: all deps toolchain build check tarball kafka pyenv test bench clean
 
@@ -67,7 +71,7 @@ kafka: deps
 	      dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB); }
 
 pyenv:
-	@$(PYENV)/bin/python -c 'import fastavro, pyhocon' 2>/dev/null || \
+	@$(PYENV)/bin/python -c 'import fastavro, pyhocon, aws_msk_iam_sasl_signer' 2>/dev/null || \
 	  { python3 -m venv $(PYENV) && $(PYENV)/bin/pip install -q $(PY_PACKAGES); }
 
 test: all kafka pyenv

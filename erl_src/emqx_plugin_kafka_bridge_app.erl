@@ -96,6 +96,10 @@ on_health_check(_Options) ->
 
 health(#{config_error := Error}) when is_binary(Error) ->
     {error, <<"config update not applied (the last good config is running): ", Error/binary>>};
+%% A token sign-in that failed: librdkafka keeps the last token until it
+%% expires, so the bridge may still be connected; the operator is told now.
+health(#{sign_in_error := Error}) when Error =/= <<>> ->
+    {error, Error};
 %% buffered and queue_bytes count what the budget counts: the queue and,
 %% in memory mode, what librdkafka holds.
 health(#{state := connected, buffered := Len, max_messages := MaxLen,

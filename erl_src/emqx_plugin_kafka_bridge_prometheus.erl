@@ -20,7 +20,9 @@ counters() ->
      {spooled, "Records written to the disk spool (synced as buffer.fsync says)."},
      {dropped_spool_full, "Events dropped because the spool reached buffer.max_disk_bytes."},
      {dropped_spool_error, "Events lost to a spool write error."},
-     {spool_corrupt_records, "Torn or corrupted spool records skipped on replay."}].
+     {spool_corrupt_records, "Torn or corrupted spool records skipped on replay."},
+     {token_refreshes, "SASL/OAUTHBEARER tokens fetched and given to librdkafka."},
+     {token_refresh_failures, "SASL/OAUTHBEARER token fetches that failed."}].
 
 gauges() ->
     [{queue_len, "Records waiting in the bridge's queue."},

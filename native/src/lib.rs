@@ -228,6 +228,8 @@ fn metrics<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("spool_bytes", load(&m.spool_bytes)),
             ("spool_segments", load(&m.spool_segments)),
             ("spool_backlog_bytes", load(&m.spool_backlog_bytes)),
+            ("token_refreshes", load(&m.token_refreshes)),
+            ("token_refresh_failures", load(&m.token_refresh_failures)),
         ];
         let mut fields: Vec<(&str, Term<'a>)> =
             counters.into_iter().map(|(name, value)| (name, value.encode(env))).collect();
@@ -277,6 +279,7 @@ fn status<'a>(env: Env<'a>, bridge: Term<'a>) -> Term<'a> {
             ("brokers_down", cluster.brokers_down.encode(env)),
             ("brokers_not_answering", cluster.brokers_not_answering.encode(env)),
             ("partitions_waiting", cluster.partitions_waiting.encode(env)),
+            ("sign_in_error", shared.status.sign_in_error().encode(env)),
         ]);
         atom_map(env, fields)
     })

@@ -13,6 +13,7 @@ pub mod json;
 pub mod queue;
 pub mod kafka;
 pub mod cluster_view;
+pub mod sign_in;
 pub mod spool;
 pub mod runtime;
 pub mod clock;

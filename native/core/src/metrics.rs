@@ -38,6 +38,9 @@ pub struct Metrics {
     pub spool_segments: AtomicU64,
     /// Spool bytes not yet acknowledged by Kafka.
     pub spool_backlog_bytes: AtomicU64,
+    /// SASL/OAUTHBEARER tokens fetched and set, and fetches that failed.
+    pub token_refreshes: AtomicU64,
+    pub token_refresh_failures: AtomicU64,
     pub latency: LatencyHistogram,
     /// Per Kafka topic: (delivered, failed). Only the producer thread writes.
     pub per_topic: Mutex<TopicOutcomes>,

@@ -101,6 +101,9 @@ pub struct Status {
     /// Unix ms of the last successful delivery (0 = none yet).
     pub last_delivery_ms: AtomicI64,
     cluster: Mutex<ClusterView>,
+    /// Why the last token fetch failed (`kafka::token_refresh`); empty
+    /// when it worked or there is no token sign-in.
+    sign_in_error: Mutex<String>,
 }
 
 #[derive(Default)]
@@ -129,6 +132,14 @@ impl Status {
 
     pub fn set_cluster(&self, view: ClusterView) {
         *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = view;
+    }
+
+    pub fn set_sign_in_error(&self, text: String) {
+        *self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    }
+
+    pub fn sign_in_error(&self) -> String {
+        self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn cluster(&self) -> ClusterView {

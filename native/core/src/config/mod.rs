@@ -6,11 +6,13 @@
 
 use serde_json::{Map, Value};
 
+pub mod cloud_sign_in;
 pub mod security;
 pub mod template;
 pub mod topic_filter;
 
 use crate::event_kind::EventKind;
+use cloud_sign_in::{AwsConfig, OAuthBearerConfig, TokenSignIn};
 use security::{SaslConfig, SaslMechanism, TlsConfig};
 use template::{KeySpec, TopicSpec};
 
@@ -41,6 +43,8 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     pub partitions: i32,
     pub replication_factor: i32,
+    /// A token sign-in (OAUTHBEARER), which the producer thread keeps fresh.
+    pub sign_in: TokenSignIn,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -293,6 +297,19 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// Every key of a map whose values are strings (its keys are the
+    /// operator's own, so none is unknown).
+    fn string_values(self) -> Result<Vec<(String, String)>, String> {
+        let mut pairs = Vec::new();
+        for (key, value) in self.map {
+            match value {
+                Value::String(s) => pairs.push((key.clone(), s.clone())),
+                other => return Err(format!("{}: expected a string, got {}", self.key_path(key), kind_of(other))),
+            }
+        }
+        Ok(pairs)
+    }
+
     /// Fails on any key that was never read.
     fn finish(self) -> Result<(), String> {
         for key in self.map.keys() {
@@ -375,7 +392,31 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         username: sasl_section.text("username", false)?,
         password: sasl_section.text("password", true)?,
     };
+    let mut oauth_section = sasl_section.section("oauthbearer")?;
+    let oauth = OAuthBearerConfig {
+        token_endpoint: oauth_section.text("token_endpoint", false)?,
+        client_id: oauth_section.text("client_id", false)?,
+        client_secret: oauth_section.text("client_secret", true)?,
+        scope: oauth_section.text("scope", false)?,
+        extensions: oauth_section.section("extensions")?.string_values()?,
+        ca: oauth_section.text("ca", false)?,
+    };
+    oauth_section.finish()?;
+    let mut aws_section = sasl_section.section("aws")?;
+    let aws = AwsConfig {
+        region: aws_section.text("region", false)?,
+        access_key_id: aws_section.text("access_key_id", false)?,
+        secret_access_key: aws_section.text("secret_access_key", true)?,
+        session_token: aws_section.text("session_token", true)?,
+        profile: aws_section.text("profile", false)?,
+        role_arn: aws_section.text("role_arn", false)?,
+        imds_endpoint: aws_section.text("imds_endpoint", false)?,
+        container_endpoint: aws_section.text("container_endpoint", false)?,
+        sts_endpoint: aws_section.text("sts_endpoint", false)?,
+    };
+    aws_section.finish()?;
     sasl_section.finish()?;
+    let sign_in = cloud_sign_in::check(sasl.mechanism, &oauth, &aws)?;
     // Ours first, then TLS and SASL, then the operator's own properties.
     let mut properties: Vec<(String, String)> =
         DEFAULT_PROPERTIES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -455,7 +496,7 @@ pub fn parse(value: &Value) -> Result<Config, String> {
     root.finish()?;
 
     Ok(Config {
-        kafka: KafkaConfig { bootstrap_servers, properties, create_topics, partitions, replication_factor },
+        kafka: KafkaConfig { bootstrap_servers, properties, create_topics, partitions, replication_factor, sign_in },
         events,
         format,
         payload_encoding,

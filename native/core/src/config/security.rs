@@ -27,6 +27,10 @@ pub enum SaslMechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    /// A token from an OIDC token endpoint (`cloud_sign_in`).
+    OAuthBearer,
+    /// A token signed with AWS credentials (`cloud_sign_in`).
+    AwsMskIam,
 }
 
 impl SaslMechanism {
@@ -35,6 +39,8 @@ impl SaslMechanism {
         ("plain", SaslMechanism::Plain),
         ("scram_sha_256", SaslMechanism::ScramSha256),
         ("scram_sha_512", SaslMechanism::ScramSha512),
+        ("oauthbearer", SaslMechanism::OAuthBearer),
+        ("aws_msk_iam", SaslMechanism::AwsMskIam),
     ];
 
     fn librdkafka_name(self) -> Option<&'static str> {
@@ -43,6 +49,7 @@ impl SaslMechanism {
             SaslMechanism::Plain => Some("PLAIN"),
             SaslMechanism::ScramSha256 => Some("SCRAM-SHA-256"),
             SaslMechanism::ScramSha512 => Some("SCRAM-SHA-512"),
+            SaslMechanism::OAuthBearer | SaslMechanism::AwsMskIam => Some("OAUTHBEARER"),
         }
     }
 }
@@ -132,6 +139,15 @@ fn tls_properties(tls: &TlsConfig, properties: &mut Vec<(String, String)>) -> Re
 }
 
 fn sasl_properties(sasl: &SaslConfig, properties: &mut Vec<(String, String)>) -> Result<(), String> {
+    if matches!(sasl.mechanism, SaslMechanism::OAuthBearer | SaslMechanism::AwsMskIam) {
+        // The token is the credential: librdkafka gets it from the producer
+        // thread (kafka::token_refresh), never a username or password.
+        if let Some(key) = [("username", &sasl.username), ("password", &sasl.password)].iter().find(|(_, v)| !v.is_empty()).map(|(k, _)| k) {
+            return Err(format!("kafka.sasl.{key}: not used with kafka.sasl.mechanism = oauthbearer or aws_msk_iam"));
+        }
+        properties.push(("sasl.mechanism".into(), "OAUTHBEARER".into()));
+        return Ok(());
+    }
     match sasl.mechanism.librdkafka_name() {
         None if !sasl.username.is_empty() || !sasl.password.is_empty() => {
             let key = if sasl.password.is_empty() { "username" } else { "password" };
@@ -151,7 +167,7 @@ fn sasl_properties(sasl: &SaslConfig, properties: &mut Vec<(String, String)>) ->
 
 /// The PEM bytes of `value`, inline or read from the file it names, and
 /// whether it was inline. A file's error names the path, never its content.
-fn read_pem(key: &str, value: &str) -> Result<(Vec<u8>, bool), String> {
+pub(crate) fn read_pem(key: &str, value: &str) -> Result<(Vec<u8>, bool), String> {
     if value.trim_start().starts_with("-----BEGIN") {
         return Ok((value.as_bytes().to_vec(), true));
     }

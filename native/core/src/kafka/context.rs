@@ -16,6 +16,7 @@ use crate::clock::unix_ms;
 use crate::cluster_view::{ClusterWatch, Statistics};
 use crate::kafka::delivery::{Deliveries, Report, Tally};
 use crate::kafka::in_flight::InFlight;
+use crate::kafka::token_refresh::TokenRefresh;
 use crate::log::Level;
 use crate::runtime::{ConnectionState, LastError, Shared};
 
@@ -35,10 +36,12 @@ pub struct Context {
     error_arrived: AtomicBool,
     /// What the last statistics found, for the next (`cluster_view`).
     cluster_watch: Mutex<ClusterWatch>,
+    /// SASL/OAUTHBEARER: the token this producer signs in with.
+    token_refresh: Option<TokenRefresh>,
 }
 
 impl Context {
-    pub fn new(shared: Arc<Shared>, deliveries: Deliveries) -> Context {
+    pub fn new(shared: Arc<Shared>, deliveries: Deliveries, token_refresh: Option<TokenRefresh>) -> Context {
         Context {
             shared,
             retries_seen: AtomicI64::new(0),
@@ -48,7 +51,12 @@ impl Context {
             tally: Mutex::default(),
             error_arrived: AtomicBool::new(false),
             cluster_watch: Mutex::default(),
+            token_refresh,
         }
+    }
+
+    pub fn token_refresh(&self) -> Option<&TokenRefresh> {
+        self.token_refresh.as_ref()
     }
 
     /// A plain load first: the producer loops call this on every turn, and
@@ -103,7 +111,7 @@ impl ClientContext for Context {
                 return;
             }
         }
-        let error = describe_connection_error(code, reason);
+        let error = describe_connection_error(code, reason, self.token_refresh.is_some());
         self.shared.logger.limited(Level::Warning, "kafka_connection_problem", "", &format!("Kafka connection problem: {}", error.text));
         status.set(error);
     }
@@ -154,7 +162,7 @@ impl ProducerContext for Context {
 /// A librdkafka connection error in words an operator can act on. A TLS
 /// failure may come as `_SSL` or, when the broker's alert arrives after the
 /// handshake (TLS 1.3), as a transport failure: the reason tells.
-fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> LastError {
+fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str, token_sign_in: bool) -> LastError {
     use RDKafkaErrorCode::*;
     let lower = reason.to_ascii_lowercase();
     let tls_reason = if lower.contains("hostname mismatch") || lower.contains("host name mismatch") {
@@ -177,12 +185,28 @@ fn describe_connection_error(code: Option<RDKafkaErrorCode>, reason: &str) -> La
     let other = |text| LastError { text, settings: false };
     match (tls_reason, code) {
         (Some(why), _) => settings(format!("TLS handshake failed: {why}: {reason}")),
+        (None, Some(Authentication | SaslAuthenticationFailed | UnsupportedSASLMechanism | IllegalSASLState)) if token_sign_in => {
+            settings(describe_token_refusal(reason))
+        }
         (None, Some(Authentication | SaslAuthenticationFailed | UnsupportedSASLMechanism | IllegalSASLState)) => settings(format!(
             "SASL authentication failed: wrong kafka.sasl.username or kafka.sasl.password, or kafka.sasl.mechanism \
              not enabled on the broker: {reason}"
         )),
         (None, Some(BrokerTransportFailure | AllBrokersDown | Resolve)) => other(format!("broker unreachable: {reason}")),
         (None, _) => other(reason.to_string()),
+    }
+}
+
+/// An OAUTHBEARER failure: the token could not be had (kafka::token_refresh
+/// set the cause), or the broker did not accept it.
+fn describe_token_refusal(reason: &str) -> String {
+    if reason.contains("Failed to acquire SASL OAUTHBEARER token") || reason.contains("no token available") {
+        format!("Kafka sign-in: no token to sign in with: {reason}")
+    } else {
+        format!(
+            "Kafka refused the token (SASL OAUTHBEARER): its audience, issuer, scope or signature is not what the \
+             broker expects, or the mechanism is not enabled on the listener: {reason}"
+        )
     }
 }
 
@@ -200,7 +224,7 @@ mod tests {
             "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL routines::ssl/tls alert bad certificate: \
              SSL alert number 42 (after 0ms in state APIVERSION_QUERY)",
         ] {
-            let error = describe_connection_error(Some(RDKafkaErrorCode::BrokerTransportFailure), reason);
+            let error = describe_connection_error(Some(RDKafkaErrorCode::BrokerTransportFailure), reason, false);
             assert!(error.text.starts_with("TLS handshake failed: no client certificate"), "{}", error.text);
             assert!(error.settings);
         }

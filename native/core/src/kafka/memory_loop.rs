@@ -207,7 +207,7 @@ mod tests {
     fn hand_over_keeps_what_librdkafka_cannot_take_in_order() {
         let shared = Arc::new(Shared::new(BufferMode::Memory, Queue::new(100, 1 << 20, Overflow::DropNew), Logger::new(None)));
         let lifecycle = Arc::new(AtomicLifecycle::new(Lifecycle::Run));
-        let context = Context::new(shared.clone(), Deliveries::Memory(MemoryDeliveries { lifecycle }));
+        let context = Context::new(shared.clone(), Deliveries::Memory(MemoryDeliveries { lifecycle }), None);
         let producer: BaseProducer<Context> = ClientConfig::new()
             .set("bootstrap.servers", "127.0.0.1:1")
             .set("queue.buffering.max.messages", "3")

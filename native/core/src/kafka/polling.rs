@@ -19,8 +19,12 @@ fn serve_one(producer: &BaseProducer<Context>) -> bool {
 
 /// Serves every delivery report that is ready: `BaseProducer::poll` with a
 /// zero timeout serves one event per call, which capped deliveries at a
-/// batch per loop round. Returns whether any record was settled.
+/// batch per loop round. Returns whether any record was settled. A
+/// token sign-in's token is refreshed here when due (`token_refresh`).
 pub fn poll_ready(producer: &BaseProducer<Context>) -> bool {
+    if let Some(token_refresh) = producer.context().token_refresh() {
+        token_refresh.tend(producer.client().native_ptr());
+    }
     let mut settled = false;
     for _ in 0..1024 {
         if !serve_one(producer) {

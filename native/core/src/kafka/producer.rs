@@ -20,11 +20,13 @@ use crate::kafka::context::Context;
 use crate::kafka::delivery::{Deliveries, MemoryDeliveries, SpoolDeliveries};
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
 use crate::kafka::renewal::{MakeProducer, Renewal};
+use crate::kafka::token_refresh::TokenRefresh;
 use crate::kafka::topic_creator::TopicCreator;
 use crate::kafka::{memory_loop, spool_loop};
 use crate::log::Level;
 use crate::queue::MIN_NAP;
 use crate::runtime::{ConnectionState, Shared};
+use crate::sign_in;
 use crate::spool::Spool;
 
 /// Set in the environment a test VM is started with: the first memory
@@ -55,16 +57,19 @@ impl ProducerHandle {
             BufferMode::Memory => None,
             BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
         };
+        let token_source = sign_in::source(&kafka.sign_in)?;
         let make: MakeProducer = {
             let (client, shared, lifecycle, spooling) =
                 (client_config(kafka, buffer), shared.clone(), lifecycle.clone(), spool.is_some());
+            let token_source = token_source.clone();
             Box::new(move || {
                 let deliveries = if spooling {
                     Deliveries::Spool(SpoolDeliveries::default())
                 } else {
                     Deliveries::Memory(MemoryDeliveries { lifecycle: lifecycle.clone() })
                 };
-                client.create_with_context(Context::new(shared.clone(), deliveries))
+                let token_refresh = token_source.clone().map(|source| TokenRefresh::new(source, shared.clone()));
+                client.create_with_context(Context::new(shared.clone(), deliveries, token_refresh))
             })
         };
         let producer = make().map_err(|e| config_error(&e, kafka))?;
@@ -74,7 +79,8 @@ impl ProducerHandle {
         } else {
             let admin: AdminClient<DefaultClientContext> =
                 client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
-            Some(TopicCreator::new(admin, create, kafka.partitions, kafka.replication_factor))
+            let token_refresh = token_source.map(|source| TokenRefresh::new(source, shared.clone()));
+            Some(TopicCreator::new(admin, token_refresh, create, kafka.partitions, kafka.replication_factor))
         };
         let inject_panic =
             (std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst)).then_some(INJECT_PANIC_ENV);

@@ -15,12 +15,15 @@ use rdkafka::error::RDKafkaErrorCode;
 
 use crate::log::Level;
 use crate::kafka::lifecycle::AtomicLifecycle;
+use crate::kafka::token_refresh::TokenRefresh;
 use crate::runtime::Shared;
 
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 pub struct TopicCreator {
     admin: AdminClient<DefaultClientContext>,
+    /// A token sign-in: the admin client needs its own token.
+    token_refresh: Option<TokenRefresh>,
     names: Vec<String>,
     partitions: i32,
     replication: i32,
@@ -35,14 +38,23 @@ enum Outcome {
 }
 
 impl TopicCreator {
-    pub fn new(admin: AdminClient<DefaultClientContext>, names: Vec<String>, partitions: i32, replication: i32) -> Self {
-        TopicCreator { admin, names, partitions, replication }
+    pub fn new(
+        admin: AdminClient<DefaultClientContext>,
+        token_refresh: Option<TokenRefresh>,
+        names: Vec<String>,
+        partitions: i32,
+        replication: i32,
+    ) -> Self {
+        TopicCreator { admin, token_refresh, names, partitions, replication }
     }
 
     /// Returns once every topic exists or was given up, or the producer stops.
     pub fn create_until_done(self, shared: &Shared, lifecycle: &AtomicLifecycle) {
         let mut pending = self.names.clone();
         while !pending.is_empty() && lifecycle.is_running() {
+            if let Some(token_refresh) = &self.token_refresh {
+                token_refresh.tend(self.admin.inner().native_ptr());
+            }
             let outcomes = self.try_create(&pending);
             pending.clear();
             for (name, outcome) in outcomes {
