@@ -33,6 +33,10 @@ start(Dir) ->
 %% - `secured => Certs' (from kafka_bridge_test_lib:make_certificates/2) and
 %%   `users => [{Name, Password}]': SASL users, each known to PLAIN and to
 %%   both SCRAM mechanisms;
+%% - `oauthbearer => #{jwks_url, audience, issuer}': an OAUTHBEARER
+%%   listener (`oauth', SASL_PLAINTEXT) whose broker checks each JWT's
+%%   RS256 signature against the JWKS, its audience and its issuer
+%%   (OAuthBearerValidatorCallbackHandler, Kafka's own);
 %% - `properties => [{Key, Value}]': server properties over the defaults
 %%   below (e.g. `{"auto.create.topics.enable", "true"}'). With an
 %%   `authorizer.class.name', User:ANONYMOUS (the PLAINTEXT listener, where
@@ -87,10 +91,11 @@ prepare(Dir, Options) ->
     Port = maps:get(port, Options, kafka_bridge_test_lib:free_port()),
     Secured = [{Name, kafka_bridge_test_lib:free_port()}
                || maps:is_key(secured, Options), Name <- [ssl, mtls, sasl_ssl, sasl_plaintext]],
+    OAuth = [{oauth, kafka_bridge_test_lib:free_port()} || maps:is_key(oauthbearer, Options)],
     ControllerPort = maps:get(controller_port, Options, kafka_bridge_test_lib:free_port()),
     Broker = maps:merge(#{node_id => 1, voters => ["1@127.0.0.1:", integer_to_list(ControllerPort)], heap_mb => 512},
                         Options#{dir => Dir, port => Port, controller_port => ControllerPort,
-                                 listeners => maps:from_list([{plaintext, Port} | Secured])}),
+                                 listeners => maps:from_list([{plaintext, Port} | Secured ++ OAuth])}),
     ok = write_properties(Broker),
     ok = format(Broker),
     Broker.
@@ -236,7 +241,8 @@ properties(Broker = #{dir := Dir, listeners := Listeners, controller_port := Con
          {"listeners", [Advertised, ",", Address('CONTROLLER', ControllerPort)]},
          {"advertised.listeners", Advertised},
          {"listener.security.protocol.map",
-          "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"},
+          "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,MTLS:SSL,SASL_SSL:SASL_SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+          "OAUTH:SASL_PLAINTEXT"},
          {"log.dirs", filename:join(Dir, "data")},
          {"num.partitions", "1"},
          %% As managed services ship it: a topic must exist or be created.
@@ -248,7 +254,7 @@ properties(Broker = #{dir := Dir, listeners := Listeners, controller_port := Con
          {"transaction.state.log.num.partitions", "1"},
          {"group.initial.rebalance.delay.ms", "0"},
          {"super.users", "User:ANONYMOUS"}]
-        ++ security_properties(Broker),
+        ++ security_properties(Broker) ++ oauth_properties(Broker),
     Overrides = maps:get(properties, Broker, []),
     [{K, V} || {K, V} <- Defaults, not lists:keymember(K, 1, Overrides)] ++ Overrides.
 
@@ -273,6 +279,29 @@ security_properties(#{secured := Certs, dir := Dir} = Broker) ->
      {"sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"}
      | Jaas];
 security_properties(_) ->
+    [].
+
+oauth_properties(#{oauthbearer := #{jwks_url := Jwks, audience := Audience, issuer := Issuer}}) ->
+    Prefix = "listener.name.oauth.",
+    [{Prefix ++ "sasl.enabled.mechanisms", "OAUTHBEARER"},
+     {Prefix ++ "oauthbearer.sasl.jaas.config",
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required ;"},
+     {Prefix ++ "oauthbearer.sasl.server.callback.handler.class",
+      "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"},
+     %% Kafka 4.1's default validator (DefaultJwtValidator, built without a
+     %% key resolver) checks only a token's shape, not its signature,
+     %% audience or issuer: the broker-side one is named.
+     {"sasl.oauthbearer.jwt.validator.class", "org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator"},
+     {"sasl.oauthbearer.jwks.endpoint.url", Jwks},
+     {"sasl.oauthbearer.expected.audience", Audience},
+     {"sasl.oauthbearer.expected.issuer", Issuer}];
+oauth_properties(_) ->
+    [].
+
+%% Kafka 4 fetches only URLs this system property allows.
+jvm_properties(#{oauthbearer := #{jwks_url := Jwks}}) ->
+    [" -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls='", Jwks, "'"];
+jvm_properties(_) ->
     [].
 
 write_properties(Broker = #{dir := Dir}) ->
@@ -300,7 +329,7 @@ format(Broker = #{dir := Dir}) ->
 
 spawn_jvm(Broker = #{dir := Dir, heap_mb := Heap}) ->
     Cmd = ["exec ", java(), " -Xms256m -Xmx", integer_to_list(Heap), "m -XX:+UseG1GC -Djava.awt.headless=true",
-           " -Dlog4j2.configurationFile='", log4j_config(Broker), "'",
+           " -Dlog4j2.configurationFile='", log4j_config(Broker), "'", jvm_properties(Broker),
            " -cp '", classpath(), "' kafka.Kafka '", filename:join(Dir, "server.properties"), "'",
            " >>'", log_file(Broker), "' 2>&1 & echo $!"],
     kafka_bridge_test_lib:spawn_os_process(Cmd).

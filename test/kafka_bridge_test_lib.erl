@@ -5,11 +5,13 @@
 
 -export([spawn_os_process/1, stop_all_os_processes/0, shell/1, free_port/0, make_certificates/2,
          consume/3, consume/4, consume/5, values/1, ids/1, assert_once_in_order/2,
-         capture_logs/0, captured_logs/0, log/2, deep_merge/2,
+         capture_logs/0, captured_logs/0, assert_not_shown/1, log/2, deep_merge/2,
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
          thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1,
          case_dirs/1, long_schedules/2]).
+
+-include_lib("stdlib/include/assert.hrl").
 
 -define(APP, emqx_plugin_kafka_bridge).
 
@@ -346,6 +348,18 @@ value_text(V) -> case io_lib:printable_unicode_list(V) of
                      true -> V;
                      false -> io_lib:format("~0p", [V])
                  end.
+
+%% @doc None of Secrets in the captured logs, status, metrics, ctl
+%% output, the server's sys:get_status/1 or the application env.
+assert_not_shown(Secrets) ->
+    Texts = [iolist_to_binary(io_lib:format("~p", [T]))
+             || T <- [emqx_plugin_kafka_bridge:status(), emqx_plugin_kafka_bridge:metrics(),
+                      application:get_all_env(emqx_plugin_kafka_bridge),
+                      sys:get_status(emqx_plugin_kafka_bridge_server)]]
+        ++ [element(2, emqx_ctl:exit_status(["kafka_bridge", C])) || C <- ["status", "metrics"]]
+        ++ captured_logs(),
+    [?assertEqual({Secret, nomatch}, {Secret, binary:match(Text, Secret)}) || Text <- Texts, Secret <- Secrets],
+    ok.
 
 %% @doc The captured lines that mention the bridge.
 captured_logs() ->

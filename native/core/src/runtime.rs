@@ -101,9 +101,10 @@ pub struct Status {
     /// Unix ms of the last successful delivery (0 = none yet).
     pub last_delivery_ms: AtomicI64,
     cluster: Mutex<ClusterView>,
-    /// Why the last token fetch failed (`kafka::token_refresh`); empty
-    /// when it worked or there is no token sign-in.
-    sign_in_error: Mutex<String>,
+    /// Why the newest producer's last token fetch failed
+    /// (`kafka::token_refresh`), with that producer's number; empty when it
+    /// worked or there is no token sign-in.
+    sign_in_error: Mutex<(u64, String)>,
 }
 
 #[derive(Default)]
@@ -134,12 +135,20 @@ impl Status {
         *self.cluster.lock().unwrap_or_else(|e| e.into_inner()) = view;
     }
 
-    pub fn set_sign_in_error(&self, text: String) {
-        *self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner()) = text;
+    /// What `producer` (numbered in the order producers were made) found;
+    /// false, and ignored, if a newer producer has reported since: a
+    /// retiring producer of an old config must not hide the current one's.
+    pub fn set_sign_in_error(&self, producer: u64, text: String) -> bool {
+        let mut current = self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner());
+        if producer < current.0 {
+            return false;
+        }
+        *current = (producer, text);
+        true
     }
 
     pub fn sign_in_error(&self) -> String {
-        self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sign_in_error.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
     pub fn cluster(&self) -> ClusterView {

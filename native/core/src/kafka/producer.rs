@@ -58,6 +58,8 @@ impl ProducerHandle {
             BufferMode::Disk | BufferMode::Hybrid => Some(Spool::open(&buffer.spool, shared.clone())?),
         };
         let token_source = sign_in::source(&kafka.sign_in)?;
+        // Made before the producer's: the newer one's sign-in is what status shows.
+        let admin_token_refresh = token_source.clone().map(|source| TokenRefresh::new(source, shared.clone()));
         let make: MakeProducer = {
             let (client, shared, lifecycle, spooling) =
                 (client_config(kafka, buffer), shared.clone(), lifecycle.clone(), spool.is_some());
@@ -79,8 +81,7 @@ impl ProducerHandle {
         } else {
             let admin: AdminClient<DefaultClientContext> =
                 client_config(kafka, buffer).create().map_err(|e| config_error(&e, kafka))?;
-            let token_refresh = token_source.map(|source| TokenRefresh::new(source, shared.clone()));
-            Some(TopicCreator::new(admin, token_refresh, create, kafka.partitions, kafka.replication_factor))
+            Some(TopicCreator::new(admin, admin_token_refresh, create, kafka.partitions, kafka.replication_factor))
         };
         let inject_panic =
             (std::env::var_os(INJECT_PANIC_ENV).is_some() && !PANIC_INJECTED.swap(true, SeqCst)).then_some(INJECT_PANIC_ENV);

@@ -8,7 +8,7 @@
 //! budget, until a token works.
 
 use std::ffi::{c_char, CString};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,8 +27,12 @@ const REFRESH_AT_SHARE: f64 = 0.8;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(10);
 
+/// Numbers the producers in the order they were made (`Status::set_sign_in_error`).
+static PRODUCERS_MADE: AtomicU64 = AtomicU64::new(1);
+
 pub struct TokenRefresh {
     source: Arc<dyn TokenSource>,
+    producer: u64,
     shared: Arc<Shared>,
     schedule: Mutex<Schedule>,
 }
@@ -40,7 +44,8 @@ struct Schedule {
 
 impl TokenRefresh {
     pub fn new(source: Arc<dyn TokenSource>, shared: Arc<Shared>) -> TokenRefresh {
-        TokenRefresh { source, shared, schedule: Mutex::new(Schedule { next_at: Instant::now(), retry: FIRST_RETRY }) }
+        let producer = PRODUCERS_MADE.fetch_add(1, Relaxed);
+        TokenRefresh { source, producer, shared, schedule: Mutex::new(Schedule { next_at: Instant::now(), retry: FIRST_RETRY }) }
     }
 
     /// Fetches and sets a new token for `client` if one is due.
@@ -56,7 +61,7 @@ impl TokenRefresh {
                 schedule.next_at = Instant::now() + Duration::from_millis((life_ms * REFRESH_AT_SHARE) as u64).max(FIRST_RETRY);
                 schedule.retry = FIRST_RETRY;
                 self.shared.metrics.token_refreshes.fetch_add(1, Relaxed);
-                self.shared.status.set_sign_in_error(String::new());
+                self.shared.status.set_sign_in_error(self.producer, String::new());
             }
             Err(why) => {
                 schedule.next_at = Instant::now() + schedule.retry;
@@ -64,9 +69,10 @@ impl TokenRefresh {
                 let text = format!("Kafka sign-in: {why} ({}; the last token, if any, is kept until it expires)", self.source.describe());
                 set_token_failure(client, &why);
                 self.shared.metrics.token_refresh_failures.fetch_add(1, Relaxed);
-                self.shared.status.set_sign_in_error(text.clone());
-                self.shared.status.set(LastError { text: text.clone(), settings: true });
-                self.shared.logger.limited(Level::Warning, "kafka_sign_in_failed", "", &text);
+                if self.shared.status.set_sign_in_error(self.producer, text.clone()) {
+                    self.shared.status.set(LastError { text: text.clone(), settings: true });
+                    self.shared.logger.limited(Level::Warning, "kafka_sign_in_failed", "", &text);
+                }
             }
         }
     }
