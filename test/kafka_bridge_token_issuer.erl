@@ -7,7 +7,7 @@
 %% when given a certificate.
 -module(kafka_bridge_token_issuer).
 
--export([start/1, stop/1, set/2, token_url/1, jwks_url/1, issued/1,
+-export([start/1, stop/1, set/2, token_url/1, jwks_url/1, issued/1, last_token/0,
          stop_token_endpoint/1, start_token_endpoint/1]).
 %% inets httpd's callback.
 -export([do/1]).
@@ -64,6 +64,10 @@ jwks_url(#{jwks_port := Port}) ->
 issued(#{issued := Counter}) ->
     counters:get(Counter, 1).
 
+%% @doc The last token issued, for the tests that it is never shown.
+last_token() ->
+    persistent_term:get({?MODULE, last_token}).
+
 serve(#{dir := Dir}, Port, Tls) ->
     Root = filename:join(Dir, "httpd-" ++ integer_to_list(Port)),
     ok = filelib:ensure_dir(filename:join(Root, "x")),
@@ -102,6 +106,7 @@ token(Issuer = #{client_id := Id, client_secret := Secret}, Headers, Body) ->
             counters:add(maps:get(issued, Issuer), 1, 1),
             Lifetime = maps:get(lifetime_s, Issuer),
             Jwt = jwt(Issuer, Lifetime),
+            persistent_term:put({?MODULE, last_token}, Jwt),
             {200, iolist_to_binary(["{\"access_token\":\"", Jwt, "\",\"token_type\":\"Bearer\",\"expires_in\":",
                                     integer_to_list(Lifetime), "}"])};
         {Expected, _} ->

@@ -10,6 +10,8 @@ pub mod oidc;
 pub mod sigv4;
 pub mod token;
 pub mod utc;
+#[cfg(test)]
+mod chain_tests;
 
 use std::sync::Arc;
 
