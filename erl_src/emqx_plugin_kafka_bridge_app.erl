@@ -54,9 +54,11 @@ stop(_State) ->
     ok.
 
 %% @doc EMQX calls this on every node for each config update. EMQX 5.7-5.8
-%% store the update whatever this returns; from e5.9 on an error rejects
-%% it. So a config that cannot be applied keeps the last good one running
-%% and is reported (log, status, health, ctl) until a valid one arrives.
+%% store the update whatever this returns: a config that cannot be applied
+%% keeps the last good one running and is reported (log, status, health,
+%% ctl) until a valid one arrives. From e5.9 on (6.x too) an error rejects
+%% the update, EMQX answers it (HTTP 400 with its text) and keeps the
+%% running config: nothing is out of step, and nothing is flagged.
 -spec on_config_changed(map(), map()) -> ok | {error, binary()}.
 on_config_changed(_OldConfig, NewConfig) ->
     Result = case validate(NewConfig) of
@@ -74,14 +76,23 @@ on_config_changed(_OldConfig, NewConfig) ->
 note_config_result(ok) ->
     application:unset_env(?APP, config_error);
 note_config_result({error, Text}) ->
-    case emqx_plugin_kafka_bridge_server:running() of
-        true ->
+    case {emqx_rejects_refused_updates(), emqx_plugin_kafka_bridge_server:running()} of
+        {true, _} ->
+            ok;
+        {false, true} ->
             ?LOG(error, #{msg => config_update_not_applied, reason => Text,
                           detail => "the last good config keeps running"}),
             application:set_env(?APP, config_error, Text);
-        false ->
+        {false, false} ->
             ?LOG(error, #{msg => config_update_invalid, reason => Text})
     end.
+
+%% Known by what EMQX's emqx_plugins exports, not by a version string:
+%% update_config/2 (e5.9.0 on) calls this callback before storing and
+%% honours a refusal; 5.7-5.8 have put_config/3, which stores anyway.
+emqx_rejects_refused_updates() ->
+    _ = code:ensure_loaded(emqx_plugins),
+    erlang:function_exported(emqx_plugins, update_config, 2).
 
 %% @doc ok when running the last config given, connected to Kafka, with the
 %% buffer under 90 % of its budget.

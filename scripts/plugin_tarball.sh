@@ -37,7 +37,7 @@ cat > "$pkg/release.json" <<JSON
   },
   "repo": "emqx_plugin_kafka_bridge",
   "functionality": ["Kafka bridge"],
-  "compatibility": {"emqx": "~>5.7"},
+  "compatibility": {"emqx": ">= 5.7.0"},
   "git_ref": "$git_ref",
   "metadata_vsn": "0.2.0",
   "built_on_otp_release": "$otp",

@@ -6,6 +6,10 @@
 %% - get_config/1 is {ok, Map} (5.7-5.8); after set_line(e5_9) it is a bare
 %%   map, as from e5.9.0 on. get_config/3 with config_format_map is
 %%   {ok, Map} in both lines.
+%% - The exports follow the line, as a plugin that asks with
+%%   erlang:function_exported/3 finds them: 5.8.9 exports put_config/3 and
+%%   no update_config/2; e5.9.0 and 6.2.2 the reverse. set_line/1 reloads
+%%   this module compiled for the line.
 %% - put_config/3 (5.7-5.8) writes the config file first, then calls
 %%   NAME_app:on_config_changed/2 and ignores what it returns or raises,
 %%   then stores the map. update_config/2 (e5.9+) calls on_config_changed/2
@@ -26,11 +30,18 @@
 %% given the same dirs boots like a restarted node.
 -module(emqx_plugins).
 
--export([get_config/1, get_config/3, put_config/3, update_config/2,
+-export([get_config/1, get_config/3,
          ensure_installed/1, ensure_uninstalled/1, ensure_enabled/1, ensure_disabled/1,
          ensure_started/0, ensure_started/1, ensure_stopped/0, ensure_stopped/1, restart/1, running_status/1]).
 %% Test-only controls.
 -export([set_config/2, set_line/1, set_dirs/2, boot/0]).
+-ifdef('E5_9').
+-export([update_config/2]).
+-compile({nowarn_unused_function, [{put_config, 3}]}).
+-else.
+-export([put_config/3]).
+-compile({nowarn_unused_function, [{update_config, 2}]}).
+-endif.
 
 -define(CONFIG_KEY(NameVsn), {emqx_plugins_config, NameVsn}).
 -define(START_TIMEOUT, 10000).
@@ -41,7 +52,12 @@
 
 %% @doc v5_8 (the default: 5.7.0 to 5.8.x) or e5_9 (e5.9.0 and later).
 set_line(Line) when Line =:= v5_8; Line =:= e5_9 ->
-    persistent_term:put({?MODULE, line}, Line).
+    persistent_term:put({?MODULE, line}, Line),
+    Source = proplists:get_value(source, ?MODULE:module_info(compile)),
+    {ok, ?MODULE, Beam} = compile:file(Source, [binary, return_errors | [{d, 'E5_9'} || Line =:= e5_9]]),
+    _ = code:purge(?MODULE),
+    {module, ?MODULE} = code:load_binary(?MODULE, code:which(?MODULE), Beam),
+    ok.
 
 line() ->
     persistent_term:get({?MODULE, line}, v5_8).
