@@ -2,7 +2,7 @@
 //! (`sign_in` fetches the tokens). Checked here so that a wrong
 //! combination fails validation naming the key, never echoing a secret.
 
-use crate::config::security::{read_pem, SaslMechanism};
+use crate::config::security::{read_ca, SaslMechanism};
 
 /// OAuth 2.0 client credentials against an OIDC token endpoint.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -118,10 +118,7 @@ fn check_oauth(oauth: &OAuthBearerConfig) -> Result<(), String> {
         }
     }
     if !oauth.ca.is_empty() {
-        let (pem, _) = read_pem("kafka.sasl.oauthbearer.ca", &oauth.ca)?;
-        if openssl::x509::X509::stack_from_pem(&pem).map_or(true, |certs| certs.is_empty()) {
-            return Err("kafka.sasl.oauthbearer.ca: no PEM certificate in it".into());
-        }
+        read_ca("kafka.sasl.oauthbearer.ca", &oauth.ca)?;
         if oauth.token_endpoint.starts_with("http://") {
             return Err("kafka.sasl.oauthbearer.ca: the token endpoint is plain http".into());
         }

@@ -96,10 +96,7 @@ fn tls_properties(tls: &TlsConfig, properties: &mut Vec<(String, String)>) -> Re
             _ => set("ssl.ca.location", "probe".into()),
         }
     } else {
-        let (pem, inline) = read_pem("kafka.ssl.ca", &tls.ca)?;
-        if X509::stack_from_pem(&pem).map_or(true, |certs| certs.is_empty()) {
-            return Err("kafka.ssl.ca: no PEM certificate in it".into());
-        }
+        let (_, inline) = read_ca("kafka.ssl.ca", &tls.ca)?;
         set(if inline { "ssl.ca.pem" } else { "ssl.ca.location" }, tls.ca.clone());
     }
     match (tls.certificate.is_empty(), tls.key.is_empty()) {
@@ -163,6 +160,15 @@ fn sasl_properties(sasl: &SaslConfig, properties: &mut Vec<(String, String)>) ->
             Ok(())
         }
     }
+}
+
+/// A CA bundle (`read_pem`) that holds at least one certificate.
+pub(crate) fn read_ca(key: &str, value: &str) -> Result<(Vec<u8>, bool), String> {
+    let (pem, inline) = read_pem(key, value)?;
+    if X509::stack_from_pem(&pem).map_or(true, |certs| certs.is_empty()) {
+        return Err(format!("{key}: no PEM certificate in it"));
+    }
+    Ok((pem, inline))
 }
 
 /// The PEM bytes of `value`, inline or read from the file it names, and
