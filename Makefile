@@ -2,7 +2,7 @@
 #              builds the NIF for x86_64 and aarch64 (glibc 2.17), the Erlang
 #              app, the test tool and the plugin tarball, and checks each .so.
 # `make test`  also fetches Apache Kafka's jars (test/kafka/pom.xml) and the
-#              schema test's Python packages if missing, then runs cargo test,
+#              Python packages (the schema test's, AWS's MSK IAM signer) if missing, then runs cargo test,
 #              the .so check's own test, the rebuild-while-loaded test, the
 #              schema test, xref, dialyzer and rebar3 ct.
 # `make bench` runs the benchmark harness (see BENCHMARKS.md).
