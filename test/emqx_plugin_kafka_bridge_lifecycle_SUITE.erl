@@ -4,13 +4,18 @@
 %% restart, a config the plugin cannot apply, a fixed config, a new version
 %% installed over the running one, uninstall.
 %%
-%% The stand-ins follow EMQX 5.8.9 (emqx_plugins, emqx_ctl, emqx_hooks; see
-%% ../shared/emqx-plugin-api.md, "Verified against EMQX 5.8.9"): starts
-%% purge and reload every beam, stops soft-purge and unload, config updates
-%% are stored whatever the plugin answers, only enabled plugins start at
-%% boot, ctl exits 0 only on `ok'. The cases run in order on one node; after
-%% each step events published through the hooks reach Kafka (checked by id),
-%% each hook is registered once, and the VM's thread count does not grow.
+%% It runs twice, once per line of EMQX's emqx_plugins stand-in (see
+%% test/emqx_plugins.erl and ../shared/emqx-plugin-api.md):
+%% - v5_8 (5.7-5.8): starts purge and reload every beam, stops soft-purge
+%%   and unload, config updates are stored whatever the plugin answers;
+%% - e5_9 (e5.9 on, 6.x): install loads the app and the NIF, a stop leaves
+%%   them loaded and the next start runs the same code, the plugin's
+%%   refusal of an update is EMQX's answer, and a second version cannot
+%%   start while the first runs.
+%% In both, only enabled plugins start at boot and ctl exits 0 only on
+%% `ok'. The cases run in order on one node; after each step events
+%% published through the hooks reach Kafka (checked by id), each hook is
+%% registered once, and the VM's thread count does not grow.
 -module(emqx_plugin_kafka_bridge_lifecycle_SUITE).
 
 -compile([export_all, nowarn_export_all]).
@@ -27,37 +32,45 @@
                 'session.unsubscribed', 'message.publish']).
 
 all() ->
-    [{group, operator}].
+    [{group, v5_8}, {group, e5_9}].
 
 groups() ->
-    [{operator, [sequence],
-      [install_loads_the_default_config, configure_enable_start, stop_start_twenty_times,
-       restart, node_restart_starts_only_enabled, start_with_kafka_unreachable,
-       unappliable_config, fixed_config, new_version_over_the_old, uninstall]}].
+    Steps = fun(Line) ->
+                    [install_loads_the_default_config, configure_enable_start]
+                        ++ [health_and_plugin_api || Line =:= e5_9]
+                        ++ [stop_start_twenty_times, restart, node_restart_starts_only_enabled,
+                            start_with_kafka_unreachable, unappliable_config, fixed_config,
+                            new_version_over_the_old, uninstall]
+            end,
+    [{Line, [sequence], Steps(Line)} || Line <- [v5_8, e5_9]].
 
 init_per_suite(Config) ->
     Priv = ?config(priv_dir, Config),
     Broker = kafka_bridge_broker:start(filename:join(Priv, "broker")),
-    Topic = unique(<<"lifecycle">>),
-    ok = kafka_bridge_broker:create_topic(Broker, Topic),
-    InstallDir = filename:join(Priv, "plugins"),
-    DataDir = filename:join(Priv, "data"),
-    ok = filelib:ensure_dir(filename:join(InstallDir, "x")),
-    ok = filelib:ensure_dir(filename:join(DataDir, "x")),
-    {ok, _} = file:copy(tarball(), filename:join(InstallDir, binary_to_list(?V1) ++ ".tar.gz")),
-    ok = next_version_tarball(InstallDir),
-    [{broker, Broker}, {topic, Topic}, {dirs, {InstallDir, DataDir}} | Config].
+    [{broker, Broker} | Config].
 
 end_per_suite(Config) ->
     kafka_bridge_broker:stop(?config(broker, Config)).
 
-init_per_group(operator, Config) ->
+%% Each line has its own install and data dirs (a node of its own) and its
+%% own topic, so that ids of one line cannot stand in for the other's.
+init_per_group(Line, Config0) ->
+    Dir = filename:join(?config(priv_dir, Config0), Line),
+    Topic = unique(<<"lifecycle">>),
+    ok = kafka_bridge_broker:create_topic(?config(broker, Config0), Topic),
+    InstallDir = filename:join(Dir, "plugins"),
+    DataDir = filename:join(Dir, "data"),
+    ok = filelib:ensure_dir(filename:join(InstallDir, "x")),
+    ok = filelib:ensure_dir(filename:join(DataDir, "x")),
+    {ok, _} = file:copy(tarball(), filename:join(InstallDir, binary_to_list(?V1) ++ ".tar.gz")),
+    ok = next_version_tarball(InstallDir),
+    Config = [{line, Line}, {topic, Topic}, {dirs, {InstallDir, DataDir}} | Config0],
     Node = start_node(Config),
     persistent_term:put({?MODULE, node}, Node),
     persistent_term:put({?MODULE, next_id}, 1),
     Config.
 
-end_per_group(operator, _Config) ->
+end_per_group(_Line, _Config) ->
     catch peer:stop(plugin_node()),
     ok.
 
@@ -86,14 +99,22 @@ next_version_tarball(InstallDir) ->
 %% The node
 %%--------------------------------------------------------------------
 
-%% A VM with OTP and the stand-ins only; the plugin comes from the package.
+%% A VM with OTP and the stand-ins (of the group's line) only; the plugin
+%% comes from the package.
 start_node(Config) ->
     {InstallDir, DataDir} = ?config(dirs, Config),
-    kafka_bridge_test_lib:plugin_node(InstallDir, DataDir).
+    Node = kafka_bridge_test_lib:plugin_node(InstallDir, DataDir),
+    ok = peer:call(Node, emqx_plugins, set_line, [?config(line, Config)]),
+    Node.
 
 plugin_node() -> persistent_term:get({?MODULE, node}).
 
 call(M, F, A) -> peer:call(plugin_node(), M, F, A, 60000).
+
+%% A config update as EMQX's REST API makes it on this node: {204}, or
+%% from e5.9 on {400, #{code => 'BAD_CONFIG', message => Refusal}}.
+put_config(NameVsn, PluginConfig) ->
+    call(emqx_mgmt_api_plugins, put_plugin_config, [NameVsn, PluginConfig]).
 
 %% What a node shutdown does: EMQX stops the enabled plugins, then halts.
 restart_node(Config) ->
@@ -153,21 +174,75 @@ running_and_bridging(Config) ->
 %% Steps
 %%--------------------------------------------------------------------
 
-install_loads_the_default_config(_Config) ->
+install_loads_the_default_config(Config) ->
     ok = call(emqx_plugins, ensure_installed, [?V1]),
-    {ok, Defaults} = call(emqx_plugins, get_config, [?V1]),
+    {ok, Defaults} = call(emqx_plugins, get_config, [?V1, config_format_map, #{}]),
     ?assertMatch(#{<<"kafka">> := #{<<"bootstrap_servers">> := <<"127.0.0.1:9092">>}}, Defaults),
-    ?assertEqual(stopped, call(emqx_plugins, running_status, [?V1])),
-    %% Nothing is loaded before a start.
-    ?assertEqual(false, call(code, is_loaded, [emqx_plugin_kafka_bridge_nif])).
+    case ?config(line, Config) of
+        v5_8 ->
+            %% Nothing is loaded before a start.
+            ?assertEqual(stopped, call(emqx_plugins, running_status, [?V1])),
+            ?assertEqual(false, call(code, is_loaded, [emqx_plugin_kafka_bridge_nif]));
+        e5_9 ->
+            %% Loaded, the NIF too, and nothing running.
+            ?assertEqual(loaded, call(emqx_plugins, running_status, [?V1])),
+            ?assertMatch({file, _}, call(code, is_loaded, [emqx_plugin_kafka_bridge_nif])),
+            ?assertEqual(0, producer_threads()),
+            no_hooks()
+    end.
 
 configure_enable_start(Config) ->
-    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    {204} = put_config(?V1, operator_config(Config)),
     ok = call(emqx_plugins, ensure_enabled, [?V1]),
     ok = call(emqx_plugins, ensure_started, [?V1]),
     running_and_bridging(Config),
     {0, Status} = ctl(["status"]),
     ?assertMatch({match, _}, re:run(Status, "state +: connected")).
+
+%% e5.9+ only (5.8.9 calls neither): the health EMQX shows (describe and
+%% the REST list; not `plugins list'), from on_health_check/1, and
+%% /api/v5/plugin_api/emqx_plugin_kafka_bridge/... as EMQX routes it.
+health_and_plugin_api(Config) ->
+    Healthy = fun() -> {ok, #{health_status := H}} = call(emqx_plugins, describe, [?V1]), H end,
+    ?assertEqual(#{status => ok, message => <<"">>}, Healthy()),
+    [Listed] = call(emqx_plugins, list, []),
+    ?assertNot(maps:is_key(health_status, Listed)),
+    ?assertMatch([#{health_status := #{status := ok}}], call(emqx_plugins, list, [normal, #{health_check => true}])),
+    Api = fun(Plugin, Method, Path) ->
+                  Request = #{method => Method, path => Path,
+                              request => #{method => Method, query_string => #{}, headers => #{}, body => #{}},
+                              context => #{auth_meta => #{}, namespace => undefined}},
+                  call(emqx_plugins, handle_api_call, [Plugin, Request, 5000])
+          end,
+    Json = #{<<"content-type">> => <<"application/json">>},
+    ?assertMatch({200, Json, #{<<"state">> := <<"connected">>, <<"config_error">> := <<"none">>}},
+                 Api(<<?NAME>>, get, [<<"status">>])),
+    ?assertMatch({200, Json, #{<<"state">> := <<"connected">>}}, Api(?V1, get, [<<"status">>])),
+    {200, Json, #{<<"delivered">> := Delivered}} = Api(<<?NAME>>, get, [<<"metrics">>]),
+    ?assert(Delivered >= 50),
+    {200, #{<<"content-type">> := <<"text/plain", _/binary>>}, Text} = Api(<<?NAME>>, get, [<<"metrics">>, <<"prometheus">>]),
+    ?assertMatch({match, _}, re:run(Text, "\nemqx_kafka_bridge_delivered_total [0-9]+\n")),
+    ?assertMatch({405, #{<<"allow">> := <<"GET">>}, _}, Api(<<?NAME>>, post, [<<"status">>])),
+    NotFound = {404, #{code => <<"NOT_FOUND">>, message => <<"Plugin API Not Found">>}},
+    ?assertEqual(NotFound, Api(<<?NAME>>, get, [<<"nope">>])),
+    ?assertEqual(NotFound, Api(<<"another_plugin">>, get, [<<"status">>])),
+    %% Kafka unreachable: the health says so, naming the state.
+    Nowhere = iolist_to_binary(["127.0.0.1:", integer_to_list(kafka_bridge_test_lib:free_port())]),
+    {204} = put_config(?V1, deep_merge(operator_config(Config),
+                                       #{<<"kafka">> => #{<<"bootstrap_servers">> => Nowhere}})),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> maps:get(status, Healthy()) =:= error end, 20000),
+    #{message := Unhealthy} = Healthy(),
+    ?assertMatch({match, _}, re:run(Unhealthy, "^Kafka (connecting|disconnected)")),
+    {204} = put_config(?V1, operator_config(Config)),
+    ok = kafka_bridge_test_lib:wait_until(fun() -> maps:get(status, Healthy()) =:= ok end, 20000),
+    %% Stopped: loaded, no health, no API.
+    ok = call(emqx_plugins, ensure_stopped, [?V1]),
+    {ok, Stopped} = call(emqx_plugins, describe, [?V1]),
+    ?assertMatch(#{running_status := loaded}, Stopped),
+    ?assertNot(maps:is_key(health_status, Stopped)),
+    ?assertEqual(NotFound, Api(<<?NAME>>, get, [<<"status">>])),
+    ok = call(emqx_plugins, ensure_started, [?V1]),
+    running_and_bridging(Config).
 
 stop_start_twenty_times(Config) ->
     ok = call(emqx_plugins, ensure_stopped, [?V1]),
@@ -206,42 +281,60 @@ start_with_kafka_unreachable(Config) ->
                              #{<<"kafka">> => #{<<"bootstrap_servers">> => Nowhere, <<"create_topics">> => true},
                                <<"buffer">> => #{<<"flush_timeout">> => 0}}),
     ok = call(emqx_plugins, ensure_stopped, [?V1]),
-    ok = call(emqx_plugins, put_config, [?V1, Unreachable, undefined]),
+    {204} = put_config(?V1, Unreachable),
     ok = call(emqx_plugins, ensure_started, [?V1]),
     hooks_registered_once(),
     ?assertNotMatch(#{state := connected}, call(emqx_plugin_kafka_bridge, status, [])),
     ok = call(emqx_plugins, ensure_stopped, [?V1]),
-    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    {204} = put_config(?V1, operator_config(Config)),
     ok = call(emqx_plugins, ensure_started, [?V1]),
     running_and_bridging(Config).
 
 %% 5.8 stores it; the running bridge keeps the last good config and says so.
 %% The next start reads the stored one and fails, naming the key.
+%% e5.9+ answer the plugin's refusal (naming the key) and store nothing:
+%% the bridge stays healthy, and a stop/start runs the good config.
 unappliable_config(Config) ->
     Bad = deep_merge(operator_config(Config), #{<<"routes">> => [#{<<"filter">> => <<"a/#/b">>}]}),
-    ok = call(emqx_plugins, put_config, [?V1, Bad, undefined]),
-    running_and_bridging(Config),
-    #{config_error := Error} = call(emqx_plugin_kafka_bridge, status, []),
-    ?assertNotEqual(nomatch, binary:match(Error, <<"routes[1].filter">>)),
-    {error, Health} = call(emqx_plugin_kafka_bridge_app, on_health_check, [#{}]),
-    ?assertNotEqual(nomatch, binary:match(Health, <<"routes[1].filter">>)),
-    ok = call(emqx_plugins, ensure_stopped, [?V1]),
-    {error, #{reason := Reason}} = call(emqx_plugins, ensure_started, [?V1]),
-    ?assertNotEqual(nomatch, string:find(io_lib:format("~p", [Reason]), "routes[1].filter")),
-    no_hooks(),
-    ?assertEqual({error, cmd_not_found}, call(emqx_ctl, lookup_command, [kafka_bridge])).
+    case ?config(line, Config) of
+        v5_8 ->
+            {204} = put_config(?V1, Bad),
+            running_and_bridging(Config),
+            #{config_error := Error} = call(emqx_plugin_kafka_bridge, status, []),
+            ?assertNotEqual(nomatch, binary:match(Error, <<"routes[1].filter">>)),
+            {error, Health} = call(emqx_plugin_kafka_bridge_app, on_health_check, [#{}]),
+            ?assertNotEqual(nomatch, binary:match(Health, <<"routes[1].filter">>)),
+            ok = call(emqx_plugins, ensure_stopped, [?V1]),
+            {error, #{reason := Reason}} = call(emqx_plugins, ensure_started, [?V1]),
+            ?assertNotEqual(nomatch, string:find(io_lib:format("~p", [Reason]), "routes[1].filter")),
+            no_hooks(),
+            ?assertEqual({error, cmd_not_found}, call(emqx_ctl, lookup_command, [kafka_bridge]));
+        e5_9 ->
+            {400, #{code := 'BAD_CONFIG', message := Refusal}} = put_config(?V1, Bad),
+            ?assertNotEqual(nomatch, binary:match(Refusal, <<"routes[1].filter">>)),
+            ?assertMatch(#{config_error := none}, call(emqx_plugin_kafka_bridge, status, [])),
+            ?assertMatch({ok, #{health_status := #{status := ok}}}, call(emqx_plugins, describe, [?V1])),
+            ok = call(emqx_plugins, ensure_stopped, [?V1]),
+            ok = call(emqx_plugins, ensure_started, [?V1]),
+            running_and_bridging(Config)
+    end.
 
 fixed_config(Config) ->
-    ok = call(emqx_plugins, put_config, [?V1, operator_config(Config), undefined]),
+    {204} = put_config(?V1, operator_config(Config)),
     ok = call(emqx_plugins, ensure_started, [?V1]),
     running_and_bridging(Config),
     ?assertMatch(#{config_error := none}, call(emqx_plugin_kafka_bridge, status, [])).
 
-%% EMQX leaves a running app of another version alone; once the old one is
-%% stopped, the new one starts from its own package and library.
+%% 5.8 leaves a running app of another version alone, e5.9+ refuse to start
+%% it; once the old one is stopped, the new one starts from its own package
+%% and library.
 new_version_over_the_old(Config) ->
     ok = call(emqx_plugins, ensure_installed, [?V2]),
-    ok = call(emqx_plugins, ensure_started, [?V2]),
+    case ?config(line, Config) of
+        v5_8 -> ok = call(emqx_plugins, ensure_started, [?V2]);
+        e5_9 -> ?assertMatch({error, #{msg := "conflicting_plugin_version_running"}},
+                             call(emqx_plugins, ensure_started, [?V2]))
+    end,
     ?assertEqual("0.1.0", running_version()),
     ok = call(emqx_plugins, ensure_stopped, [?V1]),
     ok = call(emqx_plugins, ensure_disabled, [?V1]),
