@@ -18,7 +18,8 @@ all() ->
     [every_event_emqx_format, every_event_legacy_format, legacy_publish_bytes,
      payload_encoding_base64, payload_encoding_raw_with_headers, payload_sizes_and_shapes,
      filters_with_wildcards_and_sys, only_enabled_hooks_are_registered, routes_first_match_and_templates,
-     key_strategies_and_partition_stability, user_properties_as_headers, bad_configs_are_rejected].
+     key_strategies_and_partition_stability, user_properties_as_headers, trace_context_as_headers,
+     bad_configs_are_rejected].
 
 init_per_suite(Config) ->
     [{broker, kafka_bridge_broker:start(?config(priv_dir, Config))} | Config].
@@ -301,6 +302,31 @@ user_properties_as_headers(Config) ->
     ?assertEqual([{<<"trace-id">>, <<"abc">>}, {<<"tenant">>, <<"t1">>}], Headers),
     ?assertEqual(#{<<"User-Property">> => #{<<"trace-id">> => <<"abc">>, <<"tenant">> => <<"t1">>}},
                  maps:get(<<"pub_props">>, Json)).
+
+%% headers.trace_context: only traceparent and tracestate (named in any case
+%% in MQTT) become the Kafka headers traceparent and tracestate, byte for
+%% byte, in the JSON formats and with payload_encoding = raw; other
+%% User-Properties stay out, and a message without them has no headers.
+trace_context_as_headers(Config) ->
+    Parent = <<"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01">>,
+    State = <<"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE">>,
+    Props = #{'User-Property' => [{<<"tenant">>, <<"t1">>}, {<<"traceparent">>, Parent},
+                                  {<<"TraceState">>, State}]},
+    Traced = fun(Payload) -> message(<<"h">>, <<"h/1">>, Payload, #{headers => #{properties => Props}}) end,
+    Expected = [{<<"traceparent">>, Parent}, {<<"tracestate">>, State}],
+    Topic = start_publish(Config, #{<<"headers">> => #{<<"trace_context">> => true}}),
+    publish(Traced(<<"traced">>)),
+    publish(message(<<"h">>, <<"h/1">>, <<"plain">>)),
+    Records = consume(?config(broker, Config), Topic, 2),
+    ?assertEqual([{<<"plain">>, []}, {<<"traced">>, Expected}],
+                 lists:sort([{maps:get(<<"payload">>, Json), Headers} || #{json := Json, headers := Headers} <- Records])),
+    kafka_bridge_test_lib:stop_bridge(),
+    RawTopic = start_publish(Config, #{<<"headers">> => #{<<"trace_context">> => true},
+                                       <<"payload_encoding">> => <<"raw">>}),
+    publish(Traced(<<"raw">>)),
+    [#{value := <<"raw">>, headers := RawHeaders}] = consume(?config(broker, Config), RawTopic, 1),
+    ?assertEqual(Expected, [H || {Name, _} = H <- RawHeaders, lists:member(Name, [<<"traceparent">>, <<"tracestate">>])]),
+    ?assertNot(lists:keymember(<<"tenant">>, 1, RawHeaders)).
 
 bad_configs_are_rejected(Config) ->
     Broker = ?config(broker, Config),

@@ -113,7 +113,7 @@ impl Bridge {
         let options = EncodeOptions {
             format: routing.format,
             payload_encoding: routing.payload_encoding,
-            user_properties_headers: routing.user_properties_headers,
+            user_property_headers: routing.user_property_headers,
             node: &self.node,
         };
         // Encode into this scheduler thread's reused buffer, then copy into

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::template::{KeySpec, TopicSpec};
 use crate::config::topic_filter::FilterTrie;
-use crate::config::{Config, Format, PayloadEncoding};
+use crate::config::{Config, Format, PayloadEncoding, UserPropertyHeaders};
 use crate::event_kind::{EventFields, EventKind};
 
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub struct Routing {
     pub route_trie: FilterTrie,
     pub format: Format,
     pub payload_encoding: PayloadEncoding,
-    pub user_properties_headers: bool,
+    pub user_property_headers: UserPropertyHeaders,
 }
 
 /// The outcome of routing one event.
@@ -68,7 +68,7 @@ impl Routing {
             route_trie: FilterTrie::new(config.routes.iter().map(|r| r.filter.as_str())),
             format: config.format,
             payload_encoding: config.payload_encoding,
-            user_properties_headers: config.user_properties_headers,
+            user_property_headers: config.user_property_headers,
         }
     }
 

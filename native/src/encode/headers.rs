@@ -1,8 +1,9 @@
 //! Kafka record headers: the metadata of `payload_encoding = raw`, and
-//! MQTT 5 User-Properties.
+//! MQTT 5 User-Properties (all of them, or the W3C trace context).
 
 use std::borrow::Cow;
 
+use kafka_bridge_core::config::UserPropertyHeaders;
 use kafka_bridge_core::event_kind::EventFields;
 use kafka_bridge_core::json::hex::hex_into;
 use kafka_bridge_core::queue::Headers;
@@ -26,8 +27,13 @@ pub fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
     ]
 }
 
-/// MQTT 5 User-Properties, as Kafka headers (names may repeat, as in MQTT).
-pub fn user_properties(message: &Message) -> Headers {
+/// The W3C trace context's names (lowercase, as OpenTelemetry's Kafka
+/// instrumentation looks them up; matched in any case).
+const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
+
+/// MQTT 5 User-Properties, as Kafka headers (names may repeat, as in MQTT):
+/// every pair, or only the trace context's, under its lowercase names.
+pub fn user_properties(message: &Message, which: UserPropertyHeaders) -> Headers {
     let mut out = Vec::new();
     let props = Some(message.headers())
         .filter(|h| h.is_map())
@@ -37,9 +43,15 @@ pub fn user_properties(message: &Message) -> Headers {
     if let Some(list) = props.and_then(terms::list) {
         for pair in list {
             if let Some([k, v]) = terms::tuple_elements::<2>(pair) {
-                if let (Some(k), Some(v)) = (terms::binary(k), terms::binary(v)) {
-                    out.push((Cow::Owned(String::from_utf8_lossy(k).into_owned()), v.to_vec()));
-                }
+                let (Some(k), Some(v)) = (terms::binary(k), terms::binary(v)) else { continue };
+                let name = match which {
+                    UserPropertyHeaders::All => Cow::Owned(String::from_utf8_lossy(k).into_owned()),
+                    _ => match TRACE_CONTEXT.iter().find(|name| name.as_bytes().eq_ignore_ascii_case(k)) {
+                        Some(name) => Cow::Borrowed(*name),
+                        None => continue,
+                    },
+                };
+                out.push((name, v.to_vec()));
             }
         }
     }

@@ -5,7 +5,7 @@
 
 use serde_json::ser::CompactFormatter;
 
-use kafka_bridge_core::config::{Format, PayloadEncoding};
+use kafka_bridge_core::config::{Format, PayloadEncoding, UserPropertyHeaders};
 use kafka_bridge_core::json::mochi::MochiFormatter;
 use kafka_bridge_core::json::object::Object;
 use kafka_bridge_core::queue::Headers;
@@ -38,9 +38,9 @@ pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Resu
             Format::Legacy => write_legacy(event, options, Object::new(out, MochiFormatter)).map_err(|e| e.to_string())?,
         },
     }
-    if options.user_properties_headers {
+    if options.user_property_headers != UserPropertyHeaders::None {
         if let Some(message) = &event.message {
-            let user_headers = user_properties(message);
+            let user_headers = user_properties(message, options.user_property_headers);
             if !user_headers.is_empty() {
                 headers.get_or_insert_with(Vec::new).extend(user_headers);
             }

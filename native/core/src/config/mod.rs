@@ -29,6 +29,17 @@ pub enum PayloadEncoding {
     Raw,
 }
 
+/// Which MQTT 5 User-Properties become Kafka record headers (`headers.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserPropertyHeaders {
+    None,
+    /// `traceparent` and `tracestate` only (`headers.trace_context`), so
+    /// that OpenTelemetry-instrumented consumers continue the trace.
+    TraceContext,
+    /// Every pair (`headers.user_properties`), the trace context included.
+    All,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
     DropNew,
@@ -126,7 +137,7 @@ pub struct Config {
     pub events: Vec<(EventKind, EventConfig)>,
     pub format: Format,
     pub payload_encoding: PayloadEncoding,
-    pub user_properties_headers: bool,
+    pub user_property_headers: UserPropertyHeaders,
     pub routes: Vec<RouteConfig>,
     pub buffer: BufferConfig,
 }
@@ -469,7 +480,14 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         PayloadEncoding::Auto,
     )?;
     let mut headers_section = root.section("headers")?;
-    let user_properties_headers = headers_section.bool("user_properties", false)?;
+    let user_property_headers = match (
+        headers_section.bool("user_properties", false)?,
+        headers_section.bool("trace_context", false)?,
+    ) {
+        (true, _) => UserPropertyHeaders::All,
+        (false, true) => UserPropertyHeaders::TraceContext,
+        (false, false) => UserPropertyHeaders::None,
+    };
     headers_section.finish()?;
 
     let routes = parse_routes(root.get("routes"))?;
@@ -500,7 +518,7 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         events,
         format,
         payload_encoding,
-        user_properties_headers,
+        user_property_headers,
         routes,
         buffer: BufferConfig { max_messages, max_bytes, overflow, flush_timeout_ms, mode, spool },
     })
