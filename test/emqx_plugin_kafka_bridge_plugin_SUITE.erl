@@ -8,7 +8,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, consume/4, ids/1, unique/1]).
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/4, ids/1, unique/1, metric/1]).
 
 -define(NAME_VSN, "emqx_plugin_kafka_bridge-0.1.0").
 
@@ -18,7 +18,8 @@ all() ->
      config_from_emqx_5_9, config_source_failure_is_an_error,
      config_file_from_env_var, config_changes_are_validated, unappliable_config_keeps_last_good,
      buffer_changes_apply_live, hot_reload_routes_loses_nothing,
-     hot_reload_enables_and_disables_hooks, hot_reload_broker_address, health_check_states,
+     hot_reload_enables_and_disables_hooks, hot_reload_broker_address,
+     config_fix_while_kafka_is_down_answers_at_once, health_check_states,
      ctl_commands, ctl_registered_only_while_running, plugin_api_calls,
      nif_reload_keeps_the_running_bridge].
 
@@ -335,6 +336,53 @@ hot_reload_broker_address(Config) ->
     after
         kafka_bridge_broker:stop(BrokerB)
     end.
+
+%% An operator fixes a wrong broker address while events wait. The old
+%% producer cannot flush to a broker that is not there and takes all of
+%% buffer.flush_timeout; EMQX 6 waits 10 s for each other node's
+%% on_config_changed/2 (rpc:multicall) and answers 500 after that, although
+%% the update applies. So the update answers at once and the old producer
+%% hands its records to the new one in the background: every event reaches
+%% Kafka. A stop during that retirement keeps to flush_timeout and counts
+%% every event: delivered or dropped_on_stop.
+config_fix_while_kafka_is_down_answers_at_once(Config) ->
+    Broker = ?config(broker, Config),
+    Name = list_to_binary(?NAME_VSN),
+    Nowhere = iolist_to_binary(["127.0.0.1:", integer_to_list(kafka_bridge_test_lib:free_port())]),
+    %% Starts on the wrong address, waits until librdkafka holds 100
+    %% events, then PUTs the right one: answered 204, well inside 10 s.
+    StartWrongThenFix = fun(Topic, FlushMs) ->
+        Good = publish_config(Config, Topic, #{<<"buffer">> => #{<<"flush_timeout">> => FlushMs}}),
+        Wrong = kafka_bridge_test_lib:deep_merge(Good, #{<<"kafka">> => #{<<"bootstrap_servers">> => Nowhere}}),
+        {ok, _} = kafka_bridge_test_lib:start_bridge(Wrong),
+        [publish(<<"c">>, <<"fix/1">>, I) || I <- lists:seq(1, 100)],
+        ok = kafka_bridge_test_lib:wait_until(fun() -> metric(inflight) =:= 100 end, 5000),
+        {Micros, Answer} = timer:tc(emqx_mgmt_api_plugins, put_plugin_config, [Name, Good]),
+        ct:log("the config PUT answered ~p after ~b ms", [Answer, Micros div 1000]),
+        ?assertEqual({204}, Answer),
+        ?assert(Micros < 5000000)
+    end,
+    Topic = topic(Config),
+    StartWrongThenFix(Topic, 20000),
+    [publish(<<"c">>, <<"fix/1">>, I) || I <- lists:seq(101, 200)],
+    %% The old producer's 100 (and any it took before it saw the change)
+    %% came back through the queue.
+    #{delivered := 200, failed := 0, dropped := 0, requeued := Requeued} =
+        kafka_bridge_test_lib:wait_for_delivered(200, 40000),
+    ?assert(Requeued >= 100),
+    ?assertEqual(lists:seq(1, 200), lists:usort(ids(consume(Broker, Topic, 200, 4000)))),
+    kafka_bridge_test_lib:stop_bridge(),
+    %% Stopped while the old producer still waits.
+    StopTopic = topic(Config),
+    StartWrongThenFix(StopTopic, 3000),
+    {StopMicros, ok} = timer:tc(fun kafka_bridge_test_lib:stop_bridge/0),
+    M = emqx_plugin_kafka_bridge:metrics(),
+    ct:log("stop took ~b ms; ~p", [StopMicros div 1000, M]),
+    ?assert(StopMicros < 5000000),
+    #{received := 100, delivered := Delivered, failed := 0, dropped := Dropped, dropped_on_stop := Dropped} = M,
+    ?assertEqual(100, Delivered + Dropped),
+    ?assertEqual(Delivered, length(lists:usort(ids(consume(Broker, StopTopic, Delivered, 3000))))),
+    ?assertEqual(0, kafka_bridge_test_lib:producer_threads()).
 
 health_check_states(Config) ->
     ?assertMatch({error, <<_/binary>>}, emqx_plugin_kafka_bridge_app:on_health_check(#{})),

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -26,6 +26,9 @@ thread_local! {
 
 /// A scheduler keeps at most this much encode buffer between calls.
 const MAX_KEPT_BUFFER: usize = 256 * 1024;
+/// Replaced memory-mode producers still flushing, at most; a
+/// reconfiguration past that waits for the oldest.
+const MAX_RETIRING: usize = 4;
 
 pub struct Bridge {
     pub shared: Arc<Shared>,
@@ -39,6 +42,40 @@ pub struct Bridge {
 struct Control {
     config: Config,
     producer: Option<ProducerHandle>,
+    /// Memory-mode producers a memory-to-memory reconfiguration replaced,
+    /// oldest first: each flushes within its `buffer.flush_timeout` and
+    /// hands back what it could not deliver. The reconfiguration does not
+    /// wait for that (EMQX 6 gives another node's `on_config_changed/2`
+    /// 10 s, and with Kafka down a flush takes all of its timeout); the
+    /// next one joins those that ended, a change of buffer mode and stop
+    /// join them all.
+    retiring: Vec<ProducerHandle>,
+}
+
+impl Control {
+    /// Retires `producer` without waiting for it.
+    fn retire(&mut self, producer: ProducerHandle, flush_timeout: Duration) {
+        producer.begin_retire(flush_timeout);
+        self.retiring.push(producer);
+        let (ended, running): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(ProducerHandle::is_finished);
+        self.retiring = running;
+        ended.into_iter().for_each(ProducerHandle::join);
+        while self.retiring.len() > MAX_RETIRING {
+            self.retiring.remove(0).join();
+        }
+    }
+
+    /// Ends every producer thread within `flush_timeout`: the retiring
+    /// ones keep to it too, then the running one drains the queue (which
+    /// holds what they handed back) and stops.
+    fn stop_all(&mut self, flush_timeout: Duration) {
+        let deadline = Instant::now() + flush_timeout;
+        self.retiring.iter().for_each(|producer| producer.stop_retiring(deadline));
+        self.retiring.drain(..).for_each(ProducerHandle::join);
+        if let Some(producer) = self.producer.take() {
+            producer.stop(deadline.saturating_duration_since(Instant::now()));
+        }
+    }
 }
 
 /// What `emit` did with an event.
@@ -64,7 +101,7 @@ impl Bridge {
             shared,
             routing: ArcSwap::from_pointee(routing),
             node,
-            control: Mutex::new(Control { config, producer: Some(producer) }),
+            control: Mutex::new(Control { config, producer: Some(producer), retiring: Vec::new() }),
             accepting: AtomicBool::new(true),
         })
     }
@@ -158,7 +195,7 @@ impl Bridge {
                 .inspect_err(|_| self.apply_buffer_limits(&old.buffer))?;
             self.routing.store(Arc::new(routing));
             if let Some(old_producer) = control.producer.replace(new_producer) {
-                old_producer.retire(flush_timeout);
+                control.retire(old_producer, flush_timeout);
             }
         } else {
             // One thread at a time may own the spool: the old producer
@@ -189,9 +226,16 @@ impl Bridge {
     /// (hands what it holds back to the queue), a spool one stops (what it
     /// holds stays in the spool).
     fn finish_producer(&self, control: &mut Control, buffer: &BufferConfig, flush_timeout: Duration) {
+        // A change of buffer mode keeps its order: every memory-mode
+        // producer has delivered or handed back what it held before the
+        // next generation starts.
+        control.retiring.drain(..).for_each(ProducerHandle::join);
         if let Some(producer) = control.producer.take() {
             match buffer.mode {
-                BufferMode::Memory => producer.retire(flush_timeout),
+                BufferMode::Memory => {
+                    producer.begin_retire(flush_timeout);
+                    producer.join();
+                }
                 BufferMode::Disk | BufferMode::Hybrid => producer.stop(flush_timeout),
             }
         }
@@ -218,25 +262,30 @@ impl Bridge {
     }
 
     /// Stops accepting, flushes within `buffer.flush_timeout`, joins the
-    /// producer thread. Returns how many events were dropped on stop.
+    /// producer threads. Returns how many events were dropped on stop.
     pub fn stop(&self) -> u64 {
         self.accepting.store(false, SeqCst);
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(producer) = control.producer.take() {
-            producer.stop(Duration::from_millis(control.config.buffer.flush_timeout_ms));
-        }
-        if self.shared.status.state.load() == ConnectionState::Failed {
-            // The failed thread drained nothing: what the budget still
-            // holds (the queue, its batch) is lost.
-            let lost = self.shared.queue.discard_all();
-            self.shared.metrics.dropped_on_stop.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
-        }
+        let flush_timeout = Duration::from_millis(control.config.buffer.flush_timeout_ms);
+        control.stop_all(flush_timeout);
+        // Every thread has ended; what is left is lost, and counted.
+        let lost = if self.shared.status.state.load() == ConnectionState::Failed {
+            // The failed thread drained nothing: the whole budget (the
+            // queue, its batch).
+            self.shared.queue.discard_all()
+        } else {
+            // A retiring producer may hand back a record after the
+            // running one's last look at the queue.
+            self.shared.queue.discard_queued()
+        };
+        self.shared.metrics.dropped_on_stop.fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
         self.shared.metrics.dropped_on_stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether a producer thread is still to be stopped and joined.
     pub fn has_producer(&self) -> bool {
-        self.control.lock().unwrap_or_else(|e| e.into_inner()).producer.is_some()
+        let control = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        control.producer.is_some() || !control.retiring.is_empty()
     }
 
     pub fn is_running(&self) -> bool {
@@ -248,9 +297,7 @@ impl Drop for Bridge {
     /// A bridge the VM garbage-collects without a stop still joins its thread.
     fn drop(&mut self) {
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(producer) = control.producer.take() {
-            producer.stop(Duration::ZERO);
-        }
+        control.stop_all(Duration::ZERO);
     }
 }
 

@@ -231,6 +231,17 @@ impl Queue {
         }
     }
 
+    /// Drops the records still in the queue itself, releasing their budget;
+    /// returns how many.
+    pub fn discard_queued(&self) -> u64 {
+        let mut records = 0;
+        for record in self.rx.try_iter() {
+            self.release(record.budget_bytes());
+            records += 1;
+        }
+        records
+    }
+
     /// Empties the queue and forgets every record the budget holds (after
     /// the producer failed); returns how many records that was.
     pub fn discard_all(&self) -> u64 {

@@ -16,6 +16,7 @@ use crate::clock::unix_ms;
 use crate::cluster_view::{ClusterWatch, Statistics};
 use crate::kafka::delivery::{Deliveries, Report, Tally};
 use crate::kafka::in_flight::InFlight;
+use crate::kafka::lifecycle::Lifecycle;
 use crate::kafka::token_refresh::TokenRefresh;
 use crate::log::Level;
 use crate::runtime::{ConnectionState, LastError, Shared};
@@ -102,6 +103,9 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
         self.error_arrived.store(true, Relaxed);
+        if !self.speaks_for_the_bridge() {
+            return;
+        }
         let status = &self.shared.status;
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             status.state.store(ConnectionState::Disconnected);
@@ -127,7 +131,24 @@ impl ClientContext for Context {
 }
 
 impl Context {
+    /// Whether this producer's view of Kafka is the bridge's: not once its
+    /// generation retires or stops. A memory-mode generation replaced by a
+    /// reconfiguration flushes on in the background, to the old settings'
+    /// brokers, and its teardown reports no broker up; written to the
+    /// shared status, that would say the running one is down (and a spool
+    /// producer, which delivers only while connected, would wait).
+    fn speaks_for_the_bridge(&self) -> bool {
+        match &self.deliveries {
+            Deliveries::Memory(memory) => memory.lifecycle.load() == Lifecycle::Run,
+            // Stopped before the next generation starts.
+            Deliveries::Spool(_) => true,
+        }
+    }
+
     fn broker_stats(&self, stats: Statistics) {
+        if !self.speaks_for_the_bridge() {
+            return;
+        }
         let status = &self.shared.status;
         if stats.any_broker_up() {
             status.state.store(ConnectionState::Connected);

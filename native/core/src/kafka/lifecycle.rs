@@ -1,7 +1,7 @@
 //! Where a producer generation is in its life, set by the bridge and read
 //! by the producer thread and the delivery callback.
 
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -15,15 +15,20 @@ pub enum Lifecycle {
     Stop = 2,
 }
 
-pub struct AtomicLifecycle(AtomicU8);
+pub struct AtomicLifecycle {
+    lifecycle: AtomicU8,
+    /// Set by the producer thread once it has left `Run`: it takes no more
+    /// records from the queue.
+    stopped_taking: AtomicBool,
+}
 
 impl AtomicLifecycle {
     pub fn new(lifecycle: Lifecycle) -> AtomicLifecycle {
-        AtomicLifecycle(AtomicU8::new(lifecycle as u8))
+        AtomicLifecycle { lifecycle: AtomicU8::new(lifecycle as u8), stopped_taking: AtomicBool::new(false) }
     }
 
     pub fn load(&self) -> Lifecycle {
-        match self.0.load(SeqCst) {
+        match self.lifecycle.load(SeqCst) {
             0 => Lifecycle::Run,
             1 => Lifecycle::Retire,
             _ => Lifecycle::Stop,
@@ -31,7 +36,16 @@ impl AtomicLifecycle {
     }
 
     pub fn store(&self, lifecycle: Lifecycle) {
-        self.0.store(lifecycle as u8, SeqCst);
+        self.lifecycle.store(lifecycle as u8, SeqCst);
+    }
+
+    /// The producer thread: no record is taken from the queue after this.
+    pub fn note_stopped_taking(&self) {
+        self.stopped_taking.store(true, SeqCst);
+    }
+
+    pub fn has_stopped_taking(&self) -> bool {
+        self.stopped_taking.load(SeqCst)
     }
 
     pub fn is_running(&self) -> bool {

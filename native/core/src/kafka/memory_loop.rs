@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use rdkafka::producer::BaseProducer;
+use rdkafka::producer::{BaseProducer, Producer};
 
 use crate::kafka::context::Context;
 use crate::kafka::fatal::{FatalWatch, Health};
@@ -70,8 +70,9 @@ pub fn run(
         renewal.poll_draining(&shared, |_| {});
     }
 
-    let deadline = deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
+    let read_deadline = || deadline.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(Instant::now);
     if lifecycle.load() == Lifecycle::Stop {
+        let deadline = read_deadline();
         // Drain what the hooks queued before they were removed.
         while Instant::now() < deadline && !(batch.is_empty() && rx.is_empty()) {
             // A producer past its topics is replaced here too: each new
@@ -94,6 +95,9 @@ pub fn run(
         }
         shared.metrics.dropped_on_stop.fetch_add(left, Relaxed);
     } else {
+        // Retiring: the reconfiguration that began this returns now (see
+        // `ProducerHandle::begin_retire`).
+        lifecycle.note_stopped_taking();
         for record in batch.drain(..) {
             let size = record.budget_bytes();
             shared.queue.release(size);
@@ -102,15 +106,24 @@ pub fn run(
             }
         }
     }
-    finish(Draining { names, producer }, renewal, deadline);
+    finish(Draining { names, producer }, renewal, read_deadline);
 }
 
-/// Flushes the producers until `deadline`, then takes back what they
+/// Flushes the producers until the deadline, then takes back what they
 /// still hold (`Renewal::purge_all`): through delivery(), requeued when
-/// retiring, counted as dropped_on_stop when stopping.
-fn finish(current: Draining, renewal: Renewal, deadline: Instant) {
+/// retiring, counted as dropped_on_stop when stopping. The deadline is
+/// read again as this goes: a retirement runs on after the reconfiguration
+/// that began it, and the bridge's stop may bring it closer
+/// (`ProducerHandle::stop_retiring`).
+fn finish(current: Draining, renewal: Renewal, deadline: impl Fn() -> Instant) {
     for producer in std::iter::once(&current.producer).chain(renewal.draining()) {
-        flush(producer, deadline.saturating_duration_since(Instant::now()));
+        loop {
+            let left = deadline().saturating_duration_since(Instant::now());
+            if left.is_zero() || producer.in_flight_count() == 0 {
+                break;
+            }
+            flush(producer, left.min(Duration::from_millis(100)));
+        }
     }
     renewal.purge_all(&current.producer, |_| {});
     destroy_all(renewal.into_draining().into_iter().chain([current]).collect());

@@ -35,6 +35,9 @@ use crate::spool::Spool;
 /// once per producer start, never per record.
 const INJECT_PANIC_ENV: &str = "EMQX_KAFKA_BRIDGE_TEST_PRODUCER_PANIC";
 static PANIC_INJECTED: AtomicBool = AtomicBool::new(false);
+/// How long `begin_retire` waits for the thread to stop taking records: a
+/// turn of its loop takes milliseconds; a token fetch can hold it longer.
+const TAKING_STOPS_WITHIN: Duration = Duration::from_secs(2);
 
 /// A running producer generation.
 pub struct ProducerHandle {
@@ -121,23 +124,51 @@ impl ProducerHandle {
         Ok(ProducerHandle { lifecycle, deadline, thread })
     }
 
-    /// Stops taking records; flushes, then hands the rest to the next
-    /// producer (memory mode only: spool modes stop and restart).
-    pub fn retire(self, flush_timeout: Duration) {
-        self.finish(Lifecycle::Retire, flush_timeout);
+    /// Stops taking records, and returns once the thread has taken its
+    /// last (one turn of its loop, at most `TAKING_STOPS_WITHIN`), so that
+    /// every event after a reconfiguration goes by the new settings. The
+    /// thread then flushes what librdkafka holds until `flush_timeout` has
+    /// passed and hands the rest back to the queue for the next producer
+    /// (memory mode only: spool modes stop and restart). `join` waits for
+    /// it.
+    pub fn begin_retire(&self, flush_timeout: Duration) {
+        self.signal(Lifecycle::Retire, Instant::now() + flush_timeout);
+        let until = Instant::now() + TAKING_STOPS_WITHIN;
+        while !self.lifecycle.has_stopped_taking() && !self.thread.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Drains the queue into Kafka until the timeout, then drops what is left
     /// (counted as `dropped_on_stop`), and joins the thread.
     pub fn stop(self, flush_timeout: Duration) {
-        self.finish(Lifecycle::Stop, flush_timeout);
+        self.signal(Lifecycle::Stop, Instant::now() + flush_timeout);
+        self.join();
     }
 
-    fn finish(self, lifecycle: Lifecycle, flush_timeout: Duration) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + flush_timeout);
-        self.lifecycle.store(lifecycle);
+    /// A retiring producer overtaken by the bridge's stop: it keeps to
+    /// the earlier of its deadline and the stop's, and what it takes back
+    /// after that is counted as `dropped_on_stop`, not handed back to a
+    /// queue nothing drains any more.
+    pub fn stop_retiring(&self, deadline: Instant) {
+        let mut current = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        *current = Some(current.map_or(deadline, |d| d.min(deadline)));
+        self.lifecycle.store(Lifecycle::Stop);
+    }
+
+    /// Whether the thread has ended (joining it will not wait).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    pub fn join(self) {
         // The thread only panics on a bug; the panic has been contained there.
         let _ = self.thread.join();
+    }
+
+    fn signal(&self, lifecycle: Lifecycle, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        self.lifecycle.store(lifecycle);
     }
 }
 
