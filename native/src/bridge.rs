@@ -11,11 +11,11 @@ use kafka_bridge_core::config::{BufferConfig, BufferMode, Config};
 use kafka_bridge_core::kafka::producer::ProducerHandle;
 use kafka_bridge_core::log::{Level, Logger};
 use kafka_bridge_core::metrics::inc;
-use kafka_bridge_core::queue::{Headers, Pushed, Queue, Record};
+use kafka_bridge_core::queue::{Pushed, Queue, Record};
 use kafka_bridge_core::routing::{Routing, Target};
 use kafka_bridge_core::runtime::{ConnectionState, Shared};
 
-use crate::encode::encode;
+use crate::encode::{encode, Encoded};
 use crate::encode::options::EncodeOptions;
 use crate::event::Event;
 use crate::work_budget;
@@ -130,12 +130,13 @@ impl Bridge {
             inc(&metrics.filtered_out);
             return Ok(Emitted::FilteredOut);
         };
-        let (buf, headers) = encoded.inspect_err(|_| inc(&metrics.dropped_invalid))?;
+        let (buf, Encoded { headers, timestamp_ms }) = encoded.inspect_err(|_| inc(&metrics.dropped_invalid))?;
         let record = Record {
             topic: target.topic,
             buf,
             key_len: target.key.as_deref().map(str::len),
             headers,
+            timestamp_ms,
             enqueued_at: std::time::Instant::now(),
         };
         Ok(match self.shared.queue.push(record, metrics) {
@@ -145,7 +146,7 @@ impl Bridge {
     }
 
     /// The record's bytes (key, then value) and headers for `event`.
-    fn encode(&self, event: &Event, routing: &Routing, target: &Target) -> Result<(Vec<u8>, Option<Headers>), String> {
+    fn encode(&self, event: &Event, routing: &Routing, target: &Target) -> Result<(Vec<u8>, Encoded), String> {
         let key = target.key.as_deref().map(str::as_bytes);
         let options = EncodeOptions {
             format: routing.format,
@@ -161,12 +162,12 @@ impl Bridge {
             if let Some(key) = key {
                 scratch.extend_from_slice(key);
             }
-            let headers = encode(event, &options, &mut scratch)?;
+            let encoded = encode(event, &options, target, &mut scratch)?;
             let buf = kafka_bridge_core::fast::record_buffer::copy_of(&scratch);
             if scratch.capacity() > MAX_KEPT_BUFFER {
                 *scratch = Vec::new();
             }
-            Ok((buf, headers))
+            Ok((buf, encoded))
         })
     }
 

@@ -30,6 +30,8 @@ pub struct Record {
     pub buf: Vec<u8>,
     pub key_len: Option<usize>,
     pub headers: Option<Headers>,
+    /// The Kafka timestamp (unix ms); `None`: when librdkafka takes it.
+    pub timestamp_ms: Option<i64>,
     pub enqueued_at: Instant,
 }
 
@@ -281,7 +283,7 @@ mod tests {
     use super::*;
 
     fn record(n: usize) -> Record {
-        Record { topic: "t".into(), buf: vec![0; n], key_len: None, headers: None, enqueued_at: Instant::now() }
+        Record { topic: "t".into(), buf: vec![0; n], key_len: None, headers: None, timestamp_ms: None, enqueued_at: Instant::now() }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::config::record_shape::{HeaderSpec, RecordShape, TimestampSpec, ValueSpec};
 use crate::config::template::{KeySpec, TopicSpec};
 use crate::config::topic_filter::FilterTrie;
 use crate::config::{Config, Format, PayloadEncoding, UserPropertyHeaders};
@@ -17,12 +18,17 @@ pub struct EventRoute {
     pub key: KeySpec,
     /// `None` means the default `["#"]`, checked without a trie walk.
     pub filters: Option<FilterTrie>,
+    pub shape: RecordShape,
 }
 
+/// A route's own settings; `None` takes the event's.
 #[derive(Debug)]
 pub struct Route {
     pub topic: Option<TopicSpec>,
     pub key: Option<KeySpec>,
+    pub value: Option<ValueSpec>,
+    pub headers: Option<Vec<HeaderSpec>>,
+    pub timestamp: Option<TimestampSpec>,
 }
 
 /// Everything the hot path needs to turn a hook call into a Kafka record.
@@ -37,9 +43,12 @@ pub struct Routing {
 }
 
 /// The outcome of routing one event.
-pub struct Target<'e> {
+pub struct Target<'r, 'e> {
     pub topic: Arc<str>,
     pub key: Option<Cow<'e, str>>,
+    pub value: &'r ValueSpec,
+    pub headers: &'r [HeaderSpec],
+    pub timestamp: TimestampSpec,
 }
 
 impl Routing {
@@ -59,9 +68,20 @@ impl Routing {
                 topic: event.topic.clone(),
                 key: event.key.clone(),
                 filters,
+                shape: event.shape.clone(),
             });
         }
-        let routes = config.routes.iter().map(|route| Route { topic: route.topic.clone(), key: route.key.clone() }).collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| Route {
+                topic: route.topic.clone(),
+                key: route.key.clone(),
+                value: route.value.clone(),
+                headers: route.headers.clone(),
+                timestamp: route.timestamp,
+            })
+            .collect();
         Routing {
             events,
             routes,
@@ -87,7 +107,7 @@ impl Routing {
     }
 
     /// Where an event goes, or `None` when it is disabled or filtered out.
-    pub fn target<'e, E: EventFields<'e>>(&self, event: &E) -> Option<Target<'e>> {
+    pub fn target<'e, E: EventFields<'e>>(&self, event: &E) -> Option<Target<'_, 'e>> {
         let kind = event.kind();
         let config = self.events[kind.index()].as_ref()?;
         let mqtt_topic = event.mqtt_topic();
@@ -102,12 +122,24 @@ impl Routing {
             }
             if !self.route_trie.is_empty() {
                 if let Some(route) = self.route_trie.first_match(topic).map(|i| &self.routes[i]) {
-                    let topic = route.topic.as_ref().unwrap_or(&config.topic).resolve(event);
-                    let key = route.key.as_ref().unwrap_or(&config.key).resolve(event);
-                    return Some(Target { topic, key });
+                    let shape = &config.shape;
+                    return Some(Target {
+                        topic: route.topic.as_ref().unwrap_or(&config.topic).resolve(event),
+                        key: route.key.as_ref().unwrap_or(&config.key).resolve(event),
+                        value: route.value.as_ref().unwrap_or(&shape.value),
+                        headers: route.headers.as_deref().unwrap_or(&shape.headers),
+                        timestamp: route.timestamp.unwrap_or(shape.timestamp),
+                    });
                 }
             }
         }
-        Some(Target { topic: config.topic.resolve(event), key: config.key.resolve(event) })
+        let shape = &config.shape;
+        Some(Target {
+            topic: config.topic.resolve(event),
+            key: config.key.resolve(event),
+            value: &shape.value,
+            headers: &shape.headers,
+            timestamp: shape.timestamp,
+        })
     }
 }

@@ -5,10 +5,12 @@
 
 use serde_json::ser::CompactFormatter;
 
+use kafka_bridge_core::config::record_shape::{HeaderSpec, TimestampSpec, ValueSpec};
 use kafka_bridge_core::config::{Format, PayloadEncoding, UserPropertyHeaders};
 use kafka_bridge_core::json::mochi::MochiFormatter;
 use kafka_bridge_core::json::object::Object;
 use kafka_bridge_core::queue::Headers;
+use kafka_bridge_core::routing::Target;
 
 use crate::event::Event;
 
@@ -17,26 +19,53 @@ pub mod fields;
 pub mod headers;
 pub mod legacy;
 pub mod options;
+pub mod placeholder;
+pub mod template;
 pub mod term_entries;
 pub mod term_json;
 
 use emqx::write_emqx;
+use fields::{message_timestamp, now_ms};
 use headers::{raw_headers, user_properties};
 use options::EncodeOptions;
 use legacy::write_legacy;
+use placeholder::Context;
+use template::render;
 
-/// Appends the record value for `event` to `out`; returns its headers.
-pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Result<Option<Headers>, String> {
+/// What goes beside the value into a Kafka record.
+pub struct Encoded {
+    pub headers: Option<Headers>,
+    /// The record's Kafka timestamp; `None`: when librdkafka takes it.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Appends the record value for `event` to `out`, shaped as `target` says.
+pub fn encode(event: &Event, options: &EncodeOptions, target: &Target, out: &mut Vec<u8>) -> Result<Encoded, String> {
     let mut headers: Option<Headers> = None;
-    match (&event.message, options.payload_encoding) {
-        (Some(message), PayloadEncoding::Raw) => {
+    let plain = matches!(target.value, ValueSpec::Event) && target.headers.is_empty();
+    // The event JSON reads the time itself; templates and the timestamp read it once here.
+    let timestamp = match (&event.message, plain && target.timestamp == TimestampSpec::Now) {
+        (_, true) => 0,
+        (Some(message), false) => message_timestamp(message),
+        (None, false) => now_ms(),
+    };
+    let context = Context { options, timestamp };
+    match (target.value, &event.message, options.payload_encoding) {
+        (ValueSpec::Event, Some(message), PayloadEncoding::Raw) => {
             out.extend_from_slice(message.payload);
             headers = Some(raw_headers(event, message, options.node));
         }
-        _ => match options.format {
+        (ValueSpec::Event, ..) => match options.format {
             Format::Emqx => write_emqx(event, options, Object::new(out, CompactFormatter)).map_err(|e| e.to_string())?,
             Format::Legacy => write_legacy(event, options, Object::new(out, MochiFormatter)).map_err(|e| e.to_string())?,
         },
+        (ValueSpec::Payload, Some(message), _) => out.extend_from_slice(message.payload),
+        // Refused when the config is parsed: only message events have a payload.
+        (ValueSpec::Payload, None, _) => {}
+        (ValueSpec::Template(template), ..) => render(template, event, &context, out)?,
+    }
+    if !target.headers.is_empty() {
+        headers.get_or_insert_with(Vec::new).extend(template_headers(target.headers, event, &context)?);
     }
     if options.user_property_headers != UserPropertyHeaders::None {
         if let Some(message) = &event.message {
@@ -45,6 +74,17 @@ pub fn encode(event: &Event, options: &EncodeOptions, out: &mut Vec<u8>) -> Resu
                 headers.get_or_insert_with(Vec::new).extend(user_headers);
             }
         }
+    }
+    let timestamp_ms = (target.timestamp == TimestampSpec::Publish).then_some(timestamp);
+    Ok(Encoded { headers, timestamp_ms })
+}
+
+fn template_headers(specs: &[HeaderSpec], event: &Event, context: &Context) -> Result<Headers, String> {
+    let mut headers = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut value = Vec::new();
+        render(&spec.value, event, context, &mut value).map_err(|e| format!("header {:?}: {e}", spec.name))?;
+        headers.push((spec.name.clone().into(), value));
     }
     Ok(headers)
 }

@@ -7,12 +7,14 @@
 use serde_json::{Map, Value};
 
 pub mod cloud_sign_in;
+pub mod record_shape;
 pub mod security;
 pub mod template;
 pub mod topic_filter;
 
 use crate::event_kind::EventKind;
 use cloud_sign_in::{AwsConfig, OAuthBearerConfig, TokenSignIn};
+use record_shape::{check_header_name, HeaderSpec, RecordShape, RecordTemplate, TimestampSpec, ValueSpec};
 use security::{SaslConfig, SaslMechanism, TlsConfig};
 use template::{KeySpec, TopicSpec};
 
@@ -65,6 +67,7 @@ pub struct EventConfig {
     pub key: KeySpec,
     /// Checked MQTT filters; `["#"]` is every topic.
     pub filters: Vec<String>,
+    pub shape: RecordShape,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +76,15 @@ pub struct RouteConfig {
     /// `None`: the event's own.
     pub topic: Option<TopicSpec>,
     pub key: Option<KeySpec>,
+    pub value: Option<ValueSpec>,
+    /// Replace the event's headers when given.
+    pub headers: Option<Vec<HeaderSpec>>,
+    pub timestamp: Option<TimestampSpec>,
 }
+
+/// The message events, which routes apply to.
+const MESSAGE_EVENTS: [EventKind; 4] =
+    [EventKind::MessagePublish, EventKind::MessageDelivered, EventKind::MessageAcked, EventKind::MessageDropped];
 
 /// Where accepted events wait for Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +204,13 @@ fn default_event(kind: EventKind) -> EventConfig {
         SessionSubscribed | SessionUnsubscribed => (true, "emqx_session_events"),
         MessageDelivered | MessageAcked | MessageDropped => (false, "emqx_message_events"),
     };
-    EventConfig { enable, topic: TopicSpec::Fixed(topic.into()), key: KeySpec::ClientId, filters: vec!["#".into()] }
+    EventConfig {
+        enable,
+        topic: TopicSpec::Fixed(topic.into()),
+        key: KeySpec::ClientId,
+        filters: vec!["#".into()],
+        shape: RecordShape::default(),
+    }
 }
 
 /// Reads one level of the config, remembering its path for error messages and
@@ -306,6 +323,41 @@ impl<'a> Section<'a> {
                 .collect(),
             Some(other) => Err(format!("{}: expected a list of strings, got {}", self.key_path(key), other)),
         }
+    }
+
+    /// A record value (`record_shape::ValueSpec`) for events of `kinds`;
+    /// `None` when absent or empty.
+    fn value_spec(&mut self, key: &'static str, kinds: &[EventKind]) -> Result<Option<ValueSpec>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => ValueSpec::parse(s, kinds).map(Some).map_err(|e| format!("{}: {e}", self.key_path(key))),
+            Some(other) => Err(format!("{}: expected a string, got {}", self.key_path(key), kind_of(other))),
+        }
+    }
+
+    /// A list of `{key, value}` header templates; `None` when absent or empty.
+    fn header_specs(&mut self, key: &'static str, kinds: &[EventKind]) -> Result<Option<Vec<HeaderSpec>>, String> {
+        let items = match self.get(key) {
+            None => return Ok(None),
+            Some(Value::Array(items)) if items.is_empty() => return Ok(None),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                return Err(format!("{}: expected a list of {{key, value}} headers, got {}", self.key_path(key), kind_of(other)))
+            }
+        };
+        let mut headers = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{}[{}]", self.key_path(key), i + 1);
+            let mut header = Section::new(&path, Some(item))?;
+            let name = header.text("key", false)?;
+            check_header_name(&name).map_err(|e| format!("{path}.key: {e}"))?;
+            let template = header.text("value", false)?;
+            let value = RecordTemplate::text(&template, kinds).map_err(|e| format!("{path}.value: {e}"))?;
+            header.finish()?;
+            headers.push(HeaderSpec { name, value });
+        }
+        Ok(Some(headers))
     }
 
     /// Every key of a map whose values are strings (its keys are the
@@ -468,8 +520,12 @@ pub fn parse(value: &Value) -> Result<Config, String> {
         } else {
             defaults.filters
         };
+        let value = section.value_spec("value", &[kind])?.unwrap_or(ValueSpec::Event);
+        let headers = section.header_specs("headers", &[kind])?.unwrap_or_default();
+        let timestamp = section.choice("timestamp", TimestampSpec::CHOICES, TimestampSpec::Publish)?;
         section.finish()?;
-        events.push((kind, EventConfig { enable, topic, key, filters }));
+        let shape = RecordShape { value, headers, timestamp };
+        events.push((kind, EventConfig { enable, topic, key, filters, shape }));
     }
     events_section.finish()?;
 
@@ -564,7 +620,8 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
         let mut section = Section::new(&path, Some(item))?;
         let filter = section.string("filter", None)?;
         topic_filter::validate(&filter).map_err(|e| format!("{path}.filter: invalid filter {filter:?}: {e}"))?;
-        // An empty topic or key (config.hocon's default) means the event's own.
+        // Empty (config.hocon's default): the event's own topic, key, value,
+        // headers or timestamp.
         let topic = match section.get("topic") {
             None => None,
             Some(Value::String(s)) if s.is_empty() => None,
@@ -575,8 +632,15 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
             Some(Value::String(s)) if s.is_empty() => None,
             Some(_) => Some(KeySpec::parse(&section.string("key", None)?).map_err(|e| format!("{path}.key: {e}"))?),
         };
+        let value = section.value_spec("value", &MESSAGE_EVENTS)?;
+        let headers = section.header_specs("headers", &MESSAGE_EVENTS)?;
+        let timestamp = match section.get("timestamp") {
+            None => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(_) => Some(section.choice("timestamp", TimestampSpec::CHOICES, TimestampSpec::Publish)?),
+        };
         section.finish()?;
-        routes.push(RouteConfig { filter, topic, key });
+        routes.push(RouteConfig { filter, topic, key, value, headers, timestamp });
     }
     Ok(routes)
 }

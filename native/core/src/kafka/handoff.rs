@@ -107,7 +107,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
         refused(shared, &record.topic, "the topic name contains a NUL byte");
         return Produced::Refused;
     };
-    let Record { topic: topic_name, buf, key_len, headers, enqueued_at } = record;
+    let Record { topic: topic_name, buf, key_len, headers, timestamp_ms, enqueued_at } = record;
     let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
     let inflight = Box::new(InFlight { buf, key_len, tag });
     let ((key, key_size), (value, value_size)) = inflight.key_and_value();
@@ -137,6 +137,9 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
             opaque,
             RD_KAFKA_VTYPE_HEADERS,
             native_headers,
+            // 0 is librdkafka's "now".
+            RD_KAFKA_VTYPE_TIMESTAMP,
+            timestamp_ms.unwrap_or(0),
             RD_KAFKA_VTYPE_END,
         )
     };
@@ -150,10 +153,11 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     if !native_headers.is_null() {
         unsafe { rdsys::rd_kafka_headers_destroy(native_headers) };
     }
-    not_taken(shared, Record { topic: topic_name, buf: inflight.buf, key_len, headers, enqueued_at }, error)
+    not_taken(shared, Record { topic: topic_name, buf: inflight.buf, key_len, headers, timestamp_ms, enqueued_at }, error)
 }
 
-/// Produces `run`, records for one topic and without headers, each with
+/// Produces `run`, records for one topic without headers or a timestamp
+/// of their own (librdkafka stamps the call's time), each with
 /// its tag, in one librdkafka call: `rd_kafka_producev` reads the wall and
 /// the monotonic clock, looks the topic up and takes its lock for every
 /// record; `rd_kafka_produce_batch` does that once per call (its

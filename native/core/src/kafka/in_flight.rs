@@ -74,6 +74,8 @@ impl InFlight {
             buf: self.buf,
             key_len: self.key_len,
             headers,
+            // The stamp it was handed over with, kept for the next try.
+            timestamp_ms: message.timestamp().to_millis(),
             enqueued_at: std::time::Instant::now(),
         }
     }

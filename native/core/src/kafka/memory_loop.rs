@@ -167,7 +167,8 @@ fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut Topi
     let mut left = Vec::new();
     let mut run: Vec<(Record, Tag)> = Vec::with_capacity(batch.len());
     for record in batch.drain(..) {
-        let ends_run = record.headers.is_some() || run.first().is_some_and(|(first, _)| !same_topic(&first.topic, &record.topic));
+        let alone = record.headers.is_some() || record.timestamp_ms.is_some();
+        let ends_run = alone || run.first().is_some_and(|(first, _)| !same_topic(&first.topic, &record.topic));
         if ends_run {
             produce_run(producer, shared, names, &mut run, |tag, produced| settle(shared, &mut left, tag, produced));
         }
@@ -175,8 +176,8 @@ fn hand_over(producer: &BaseProducer<Context>, shared: &Shared, names: &mut Topi
         if !left.is_empty() {
             // librdkafka is full: the rest waits, in order.
             left.push(record);
-        } else if record.headers.is_some() {
-            // produce_batch takes no headers: such records go one by one.
+        } else if alone {
+            // produce_batch takes no headers or timestamps: such records go one by one.
             let produced = produce(producer, shared, names, record, tag);
             settle(shared, &mut left, tag, produced);
         } else {
@@ -211,7 +212,7 @@ mod tests {
 
     fn record(topic: &Arc<str>, n: u8, headers: bool) -> Record {
         let headers = headers.then(|| vec![(std::borrow::Cow::Borrowed("h"), vec![n])]);
-        Record { topic: topic.clone(), buf: vec![n; 8], key_len: Some(1), headers, enqueued_at: Instant::now() }
+        Record { topic: topic.clone(), buf: vec![n; 8], key_len: Some(1), headers, timestamp_ms: None, enqueued_at: Instant::now() }
     }
 
     /// librdkafka takes three records; the rest come back whole and in

@@ -50,7 +50,7 @@ fn queued_to(config: &Config, n: u32, topics: &[&str]) -> Arc<Shared> {
         let key = format!("client{}", i % 7);
         let mut buf = key.clone().into_bytes();
         buf.extend_from_slice(format!("{{\"n\":{i}}}").as_bytes());
-        let record = Record { topic: topic.clone(), buf, key_len: Some(key.len()), headers: None, enqueued_at: Instant::now() };
+        let record = Record { topic: topic.clone(), buf, key_len: Some(key.len()), headers: None, timestamp_ms: None, enqueued_at: Instant::now() };
         assert!(matches!(shared.queue.push(record, &shared.metrics), Pushed::Ok), "record {i}");
     }
     shared

@@ -15,14 +15,26 @@ pub type Header = [u8; HEADER_BYTES as usize];
 /// Larger lengths can only come from a corrupted header.
 pub const MAX_BODY_BYTES: u32 = 256 << 20;
 const NO_KEY: u32 = u32::MAX;
+/// Set in the enqueue time when a Kafka timestamp follows it. Unix
+/// milliseconds stay far below this bit, so spools written before records
+/// had timestamps read as they did.
+const HAS_TIMESTAMP: u64 = 1 << 63;
 
-/// Body: enqueue time (unix ms, u64), topic (u16 length), key (u32 length,
-/// `NO_KEY` for none), headers (u16 count; u16 name length, name, u32 value
-/// length, value), then the value to the end.
+/// Body: enqueue time (unix ms, u64, `HAS_TIMESTAMP` set when the Kafka
+/// timestamp follows), the Kafka timestamp (unix ms, i64) if so, topic
+/// (u16 length), key (u32 length, `NO_KEY` for none), headers (u16 count;
+/// u16 name length, name, u32 value length, value), then the value to the
+/// end.
 pub fn encode_record(record: &Record, enqueued_unix_ms: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES as usize]);
-    out.extend_from_slice(&enqueued_unix_ms.to_le_bytes());
+    match record.timestamp_ms {
+        Some(timestamp) => {
+            out.extend_from_slice(&(enqueued_unix_ms | HAS_TIMESTAMP).to_le_bytes());
+            out.extend_from_slice(&timestamp.to_le_bytes());
+        }
+        None => out.extend_from_slice(&(enqueued_unix_ms & !HAS_TIMESTAMP).to_le_bytes()),
+    }
     out.extend_from_slice(&(record.topic.len() as u16).to_le_bytes());
     out.extend_from_slice(record.topic.as_bytes());
     match record.key() {
@@ -55,7 +67,12 @@ pub fn decode_record(body: &[u8], now: Now) -> Option<Record> {
         rest = tail;
         Some(head)
     };
-    let enqueued_ms = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let enqueued_field = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let timestamp_ms = match enqueued_field & HAS_TIMESTAMP {
+        0 => None,
+        _ => Some(i64::from_le_bytes(take(8)?.try_into().ok()?)),
+    };
+    let enqueued_ms = enqueued_field & !HAS_TIMESTAMP;
     let topic_len = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
     let topic: Arc<str> = std::str::from_utf8(take(topic_len)?).ok()?.into();
     let key_len = u32::from_le_bytes(take(4)?.try_into().ok()?);
@@ -77,6 +94,7 @@ pub fn decode_record(body: &[u8], now: Now) -> Option<Record> {
         buf,
         key_len: key.map(<[u8]>::len),
         headers: (header_count > 0).then_some(headers),
+        timestamp_ms,
         enqueued_at: now.instant_of(enqueued_ms),
     })
 }

@@ -677,6 +677,7 @@ mod tests {
             buf: format!("k{n}value{n}").into_bytes(),
             key_len: Some(format!("k{n}").len()),
             headers: n.is_multiple_of(2).then(|| vec![("h".into(), vec![n as u8])]),
+            timestamp_ms: n.is_multiple_of(3).then(|| 1_700_000_000_000 + n as i64),
             enqueued_at: Instant::now(),
         }
     }
@@ -710,6 +711,7 @@ mod tests {
             assert_eq!(r.key(), Some(format!("k{n}").as_bytes()));
             assert_eq!(r.value(), format!("value{n}").as_bytes());
             assert_eq!(r.headers.is_some(), n % 2 == 0);
+            assert_eq!(r.timestamp_ms, (n % 3 == 0).then(|| 1_700_000_000_000 + n as i64));
         }
         assert!(spool.caught_up());
         let _ = fs::remove_dir_all(dir);
