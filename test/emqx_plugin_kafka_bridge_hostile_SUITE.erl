@@ -10,7 +10,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, publish/1,
+-import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, consume/4, publish/1,
                                 unique/1]).
 
 -define(B, emqx_plugin_kafka_bridge).
@@ -21,6 +21,7 @@
 
 all() ->
     [deep_terms_in_every_field, wide_terms_hold_no_scheduler, improper_lists_are_decoded, random_terms_keep_the_books,
+     templates_over_hostile_terms,
      longest_filters_route_and_reconfigure, nif_module_reload_and_absence, producer_panic_restarts_the_bridge].
 
 init_per_suite(Config) ->
@@ -275,6 +276,74 @@ random_leaf() ->
         13 -> rand:uniform(3) - 1;
         14 -> hd(erlang:ports())
     end.
+
+%%--------------------------------------------------------------------
+%% Record templates
+%%--------------------------------------------------------------------
+
+%% Every event shaped by a JSON value template and a text header per
+%% placeholder it has (issue 37), fed the deep, wide and random terms
+%% above, and headers that expand to 1 MB and more: the VM lives, no
+%% normal scheduler is held over 5 ms, every call ends in exactly one
+%% counter, and Kafka holds exactly what was delivered.
+templates_over_hostile_terms(Config) ->
+    Broker = ?config(broker, Config),
+    %% Room for a record with a 1 MB header and a 1 MB field in its value.
+    Topic = unique(<<"hostile_templates">>),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic, 3, [{"max.message.bytes", "8388608"}]),
+    Roomy = #{<<"kafka">> => #{<<"properties">> => #{<<"message.max.bytes">> => <<"8388608">>}}},
+    Shaped = fun(E) ->
+                     Fields = kafka_bridge_test_lib:placeholders(E) ++
+                         [<<"pub_props.'User-Property'.k">> || lists:prefix("message", binary_to_list(E))],
+                     #{<<"enable">> => true, <<"topic">> => Topic,
+                       <<"value">> => kafka_bridge_test_lib:json_template(Fields),
+                       <<"headers">> => kafka_bridge_test_lib:header_templates(Fields)}
+             end,
+    Events = maps:from_list([{E, Shaped(E)} || E <- ?EVENTS]),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(kafka_bridge_test_lib:config(Broker, Roomy#{<<"events">> => Events})),
+    Bridge = ?B:bridge(),
+    Deep = [probe(Bridge, P) || Depth <- ?DEPTHS, Kind <- [list, tuple, map, pairs], P <- probes(deep(Depth, Kind))],
+    ?assertEqual([], [M || M <- Deep, not lists:member(M, [[received, enqueued], [received, dropped_invalid]])]),
+    Seed = {erlang:phash2(make_ref()), erlang:unique_integer([positive]), 11},
+    ct:log("seed ~p", [Seed]),
+    rand:seed(exsss, Seed),
+    [begin
+         Probes = probes(random_term(4)),
+         {Callback, Args, _} = lists:nth(rand:uniform(length(Probes)), Probes),
+         apply(?B, Callback, [maybe_mangle(A) || A <- Args] ++ [Bridge])
+     end || _ <- lists:seq(1, 1000)],
+    assert_books_balance(),
+    persistent_term:put({?MODULE, wide}, wide_values()),
+    try
+        {Outcomes, Held, _} = kafka_bridge_test_lib:long_schedules(
+                                5, fun() -> [begin timer:sleep(1), probe(Bridge, P) end || P <- wide_probes()] end),
+        ct:log("~b wide calls; held over 5 ms: ~p", [length(Outcomes), Held]),
+        ?assertEqual([], Held)
+    after
+        persistent_term:erase({?MODULE, wide})
+    end,
+    %% A 1 MB User-Property in a header of every message event.
+    Mb = binary:copy(<<"h">>, 1024 * 1024),
+    Msg = message(<<"big">>, <<"t/big">>, <<"p">>),
+    publish(setelement(6, Msg, (element(6, Msg))#{properties => #{'User-Property' => [{<<"k">>, Mb}]}})),
+    #{enqueued := Enqueued} = assert_books_balance(),
+    #{delivered := Delivered, failed := Failed} = kafka_bridge_test_lib:wait_for_delivered(Enqueued, 120000),
+    ?assertEqual(Enqueued, Delivered + Failed),
+    kafka_bridge_test_lib:stop_bridge(),
+    %% A 1 MB payload written into three headers: 3 MB, more than the
+    %% default message.max.bytes, which Kafka's client refuses (counted failed).
+    Triple = [#{<<"key">> => <<"p", (integer_to_binary(I))/binary>>, <<"value">> => <<"${payload}">>} || I <- [1, 2, 3]],
+    {ok, _} = kafka_bridge_test_lib:start_bridge(
+                kafka_bridge_test_lib:config(Broker, #{<<"events">> => Events#{<<"message_publish">> => #{
+                                                           <<"topic">> => Topic, <<"headers">> => Triple}}})),
+    publish(message(<<"big">>, <<"t/big">>, Mb)),
+    publish(message(<<"small">>, <<"t/small">>, <<"s">>)),
+    ?assertMatch(#{delivered := 1, failed := 1}, kafka_bridge_test_lib:wait_for_delivered(2, 30000)),
+    Records = consume(Broker, Topic, Delivered + 1, 5000),
+    ct:log("first bridge: ~b enqueued, ~b delivered, ~b failed; ~b records read", [Enqueued, Delivered, Failed, length(Records)]),
+    ?assertEqual(Delivered + 1, length(Records)),
+    ?assertMatch([_], [R || R = #{headers := H} <- Records, lists:member({<<"pub_props.'User-Property'.k">>, Mb}, H)]),
+    ?assertMatch([_], [R || R = #{headers := [{<<"p1">>, <<"s">>}, {<<"p2">>, <<"s">>}, {<<"p3">>, <<"s">>}]} <- Records]).
 
 %%--------------------------------------------------------------------
 %% Filters

@@ -9,7 +9,7 @@
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
          thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1,
-         case_dirs/1, long_schedules/2]).
+         case_dirs/1, long_schedules/2, placeholders/1, json_template/1, header_templates/1]).
 
 -include_lib("stdlib/include/assert.hrl").
 
@@ -82,7 +82,7 @@ consume(Broker, Topic, Expect) ->
     consume(Broker, Topic, Expect, 5000).
 
 %% @doc Every record of Topic, as maps: partition, offset, key, value,
-%% headers and json (the decoded value, or not_json). Reads until Expect
+%% headers, json (the decoded value, or not_json) and timestamp (ms). Reads until Expect
 %% records came and every partition was read to its end, or none came for
 %% IdleMs: a duplicate or a stray record shows in the count.
 consume(Broker, Topic, Expect, IdleMs) ->
@@ -100,8 +100,8 @@ consume(Broker, Topic, Expect, IdleMs, Properties) ->
         Noise -> ct:log("kafka_tool: ~s", [Noise])
     end,
     {ok, Bin} = file:read_file(Out),
-    [#{partition => P, offset => O, key => K, value => V, headers => H, json => J}
-     || {record, P, O, K, V, H, J} <- binary_to_term(Bin)].
+    [#{partition => P, offset => O, key => K, value => V, headers => H, json => J, timestamp => T}
+     || {record, P, O, K, V, H, J, T} <- binary_to_term(Bin)].
 
 values(Records) ->
     [J || #{json := J} <- Records].
@@ -371,3 +371,33 @@ captured_logs() ->
             end
     after 0 -> []
     end.
+
+%%--------------------------------------------------------------------
+%% Record shape templates (issue 37)
+%%--------------------------------------------------------------------
+
+%% @doc Every placeholder an event has: the fields of its event JSON
+%% (pub_props aside), and for message events a User-Property.
+placeholders(Event) ->
+    Common = [<<"event">>, <<"clientid">>, <<"username">>, <<"peerhost">>, <<"timestamp">>, <<"node">>],
+    Message = [<<"id">>, <<"topic">>, <<"qos">>, <<"retain">>, <<"payload">>, <<"payload_encoding">>,
+               <<"publish_received_at">>, <<"pub_props.'User-Property'.unit">>,
+               <<"pub_props.'User-Property'.traceparent">>],
+    Common ++ case Event of
+                  <<"client_connected">> ->
+                      [<<"sockport">>, <<"proto_name">>, <<"proto_ver">>, <<"keepalive">>, <<"clean_start">>,
+                       <<"expiry_interval">>, <<"connected_at">>, <<"is_bridge">>];
+                  <<"client_disconnected">> -> [<<"reason">>, <<"disconnected_at">>];
+                  <<"session_", _/binary>> -> [<<"topic">>, <<"qos">>];
+                  <<"message_publish">> -> Message;
+                  <<"message_dropped">> -> Message ++ [<<"reason">>];
+                  _ -> Message ++ [<<"from_clientid">>, <<"from_username">>]
+              end.
+
+%% @doc A JSON value template with each field under its own name.
+json_template(Fields) ->
+    iolist_to_binary(["{", lists:join(",", [["\"", F, "\":${", F, "}"] || F <- Fields]), "}"]).
+
+%% @doc A text header per field, named after it.
+header_templates(Fields) ->
+    [#{<<"key">> => F, <<"value">> => <<"${", F/binary, "}">>} || F <- Fields].

@@ -105,7 +105,7 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
                 last = Instant::now();
                 at_end.remove(&m.partition());
                 let mut record = etf::Etf(Vec::new());
-                record.tuple(7);
+                record.tuple(8);
                 record.atom("record");
                 record.int(m.partition() as i64);
                 record.int(m.offset());
@@ -128,6 +128,8 @@ fn consume(brokers: &str, topic: &str, expect: u64, idle_ms: u64, out: &str, pro
                     Ok(v) => record.json(&v),
                     Err(_) => record.atom("not_json"),
                 }
+                // The record's timestamp (ms), as Kafka stored it.
+                record.int(m.timestamp().to_millis().unwrap_or(-1));
                 records.push(record.0);
             }
             Some(Err(KafkaError::PartitionEOF(p))) => {
