@@ -44,6 +44,8 @@ main() ->
     hook_cost(Dir, 100, 1000000),
     hook_cost(Dir, 1024, 1000000),
     hook_cost(Dir, 65536, 20000),
+    record_shape(Dir, 100, 300000),
+    record_shape(Dir, 1024, 300000),
     end_to_end(Dir, 100),
     end_to_end(Dir, 1024),
     secured_end_to_end(Dir, 1024),
@@ -105,6 +107,53 @@ hook_cost(Dir, Size, Calls) ->
     out("hook cost, ~b B payload, ~b calls x ~b runs: message.publish ~.1f ns/event (runs ~w); "
         "Erlang ! ~.1f ns; empty NIF ~.1f ns; hook/! ratio ~.2f",
         [Size, Calls, ?RUNS, H, [round(X) || X <- Hook], S, N, H / S]).
+
+%% The record shape's cost (issue 37), all in one broker, interleaved:
+%% the hook with today's default (the event JSON, stamped with the
+%% publish time), with `timestamp = now' (the hand-over time, which lets
+%% the producer hand records over in batches), and with a JSON value
+%% template and three header templates; then the end-to-end rate with
+%% each timestamp. Ratios are to the default.
+record_shape(Dir, Size, Calls) ->
+    Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
+    Shaped = #{<<"value">> => <<"{\"device\":${clientid},\"at\":${timestamp},\"data\":${payload}}">>,
+               <<"headers">> => [#{<<"key">> => <<"source">>, <<"value">> => <<"emqx-eu-1">>},
+                                 #{<<"key">> => <<"device">>, <<"value">> => <<"${clientid}">>},
+                                 #{<<"key">> => <<"topic">>, <<"value">> => <<"${topic}">>}]},
+    Now = #{<<"timestamp">> => <<"now">>},
+    Variants = [{default, #{}}, {now, Now}, {shaped, Shaped}],
+    Runs = with_broker(
+             Dir, fun(Broker) ->
+                          [[{Name, hook_run(Broker, Msg, Calls, Event)} || {Name, Event} <- Variants]
+                           ++ [{{e2e, Name}, e2e_run(Broker, Msg, Calls, Event)}
+                               || {Name, Event} <- [{default, #{}}, {now, Now}]]
+                           || _ <- lists:seq(1, ?RUNS)]
+                  end),
+    M = fun(Key) -> median([proplists:get_value(Key, Run) || Run <- Runs]) end,
+    Runs1 = fun(Key) -> [round(proplists:get_value(Key, Run)) || Run <- Runs] end,
+    out("record shape, ~b B payload, ~b calls x ~b runs: hook default (timestamp = publish) ~.1f ns (runs ~w); "
+        "timestamp = now ~.1f ns (~.2f); value template + 3 header templates ~.1f ns (~.2f); "
+        "end to end default ~.1f events/s (runs ~w), timestamp = now ~.1f events/s (~.2f)",
+        [Size, Calls, ?RUNS, M(default), Runs1(default), M(now), M(now) / M(default), M(shaped),
+         M(shaped) / M(default), M({e2e, default}), Runs1({e2e, default}), M({e2e, now}),
+         M({e2e, now}) / M({e2e, default})]).
+
+%% ns per hook call with message.publish shaped by Event.
+hook_run(Broker, Msg, Calls, Event) ->
+    Topic = unique(<<"shape">>),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
+    Config = kafka_bridge_test_lib:config(Broker, #{<<"events">> => #{<<"message_publish">> => Event#{<<"topic">> => Topic}},
+                                                    <<"buffer">> => big_buffer()}),
+    {ok, _} = kafka_bridge_test_lib:start_bridge(Config),
+    T = timed(fun() -> hook_loop(Calls, Msg, emqx_plugin_kafka_bridge:bridge()) end, Calls),
+    #{dropped := 0} = kafka_bridge_test_lib:wait_for_delivered(Calls, 600000),
+    ok = kafka_bridge_test_lib:stop_bridge(),
+    T.
+
+e2e_run(Broker, Msg, Calls, Event) ->
+    Topic = unique(<<"shape_e2e">>),
+    ok = kafka_bridge_broker:create_topic(Broker, Topic),
+    bridge_rate(Broker, Topic, Msg, Calls, #{<<"events">> => #{<<"message_publish">> => Event}}).
 
 timed(Fun, Calls) ->
     erlang:garbage_collect(),

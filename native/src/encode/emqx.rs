@@ -10,18 +10,20 @@ use kafka_bridge_core::json::object::{Object, Payload};
 
 use crate::event::{atoms, Event};
 use crate::terms;
-use crate::encode::fields::{field, message_timestamp, now_ms};
+use crate::encode::fields::field;
 use crate::encode::options::EncodeOptions;
 use crate::encode::term_entries::TermEntries;
 use crate::encode::term_json::{PubProps, ReasonText, TermJson};
 
-pub fn write_emqx<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
+/// `timestamp`: the event's (`encode` reads it once for the whole record).
+pub fn write_emqx<F: Formatter + Clone>(
+    event: &Event,
+    options: &EncodeOptions,
+    timestamp: i64,
+    mut map: Object<'_, F>,
+) -> Result<(), serde_json::Error> {
     map.const_entry("event", event.kind.hook_point());
     let client = event.client_info;
-    let timestamp = match &event.message {
-        Some(message) => message_timestamp(message),
-        None => now_ms(),
-    };
     // Message events write it twice (publish_received_at and timestamp).
     let mut timestamp_digits = itoa::Buffer::new();
     let timestamp_digits = timestamp_digits.format(timestamp);

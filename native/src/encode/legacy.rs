@@ -7,15 +7,20 @@ use kafka_bridge_core::event_kind::{EventFields, EventKind};
 use kafka_bridge_core::json::object::{Object, Payload};
 
 use crate::event::Event;
-use crate::encode::fields::{message_timestamp, now_ms};
 use crate::encode::options::EncodeOptions;
 use crate::encode::term_entries::TermEntries;
 use crate::encode::term_json::{ReasonText, TermJson};
 
 /// The seed plugin's (emqttd_plugin_kafka_bridge, mochijson2) field order and names.
-pub fn write_legacy<F: Formatter + Clone>(event: &Event, options: &EncodeOptions, mut map: Object<'_, F>) -> Result<(), serde_json::Error> {
+/// `timestamp`: the event's, in ms (`ts` is in seconds).
+pub fn write_legacy<F: Formatter + Clone>(
+    event: &Event,
+    options: &EncodeOptions,
+    timestamp: i64,
+    mut map: Object<'_, F>,
+) -> Result<(), serde_json::Error> {
     let clientid = event.clientid();
-    let seconds = event.message.as_ref().map(message_timestamp).unwrap_or_else(now_ms) / 1000;
+    let seconds = timestamp / 1000;
     match event.kind {
         EventKind::ClientConnected => {
             map.serialize_entry("type", "connected")?;

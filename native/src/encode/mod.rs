@@ -42,12 +42,10 @@ pub struct Encoded {
 /// Appends the record value for `event` to `out`, shaped as `target` says.
 pub fn encode(event: &Event, options: &EncodeOptions, target: &Target, out: &mut Vec<u8>) -> Result<Encoded, String> {
     let mut headers: Option<Headers> = None;
-    let plain = matches!(target.value, ValueSpec::Event) && target.headers.is_empty();
-    // The event JSON reads the time itself; templates and the timestamp read it once here.
-    let timestamp = match (&event.message, plain && target.timestamp == TimestampSpec::Now) {
-        (_, true) => 0,
-        (Some(message), false) => message_timestamp(message),
-        (None, false) => now_ms(),
+    // Read once, so the JSON, the templates and the Kafka timestamp agree.
+    let timestamp = match &event.message {
+        Some(message) => message_timestamp(message),
+        None => now_ms(),
     };
     let context = Context { options, timestamp };
     match (target.value, &event.message, options.payload_encoding) {
@@ -56,8 +54,12 @@ pub fn encode(event: &Event, options: &EncodeOptions, target: &Target, out: &mut
             headers = Some(raw_headers(event, message, options.node));
         }
         (ValueSpec::Event, ..) => match options.format {
-            Format::Emqx => write_emqx(event, options, Object::new(out, CompactFormatter)).map_err(|e| e.to_string())?,
-            Format::Legacy => write_legacy(event, options, Object::new(out, MochiFormatter)).map_err(|e| e.to_string())?,
+            Format::Emqx => {
+                write_emqx(event, options, timestamp, Object::new(out, CompactFormatter)).map_err(|e| e.to_string())?
+            }
+            Format::Legacy => {
+                write_legacy(event, options, timestamp, Object::new(out, MochiFormatter)).map_err(|e| e.to_string())?
+            }
         },
         (ValueSpec::Payload, Some(message), _) => out.extend_from_slice(message.payload),
         // Refused when the config is parsed: only message events have a payload.

@@ -103,17 +103,27 @@ impl TopicNames {
 
 /// Produces `record` with `tag` in its delivery opaque.
 pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut TopicNames, record: Record, tag: Tag) -> Produced {
-    let Some(topic) = names.c_name(&record.topic).map(|c| c.as_ptr()) else {
-        refused(shared, &record.topic, "the topic name contains a NUL byte");
-        return Produced::Refused;
+    // By handle, which saves librdkafka a lookup of the name under its
+    // lock per record; by name when it made no handle, so that its error
+    // says why.
+    let (topic_type, topic) = match names.handle(producer, &record.topic) {
+        Some(handle) => (RD_KAFKA_VTYPE_RKT, handle as *const c_void),
+        None => match names.c_name(&record.topic) {
+            Some(name) => (RD_KAFKA_VTYPE_TOPIC, name.as_ptr() as *const c_void),
+            None => {
+                refused(shared, &record.topic, "the topic name contains a NUL byte");
+                return Produced::Refused;
+            }
+        },
     };
     let Record { topic: topic_name, buf, key_len, headers, timestamp_ms, enqueued_at } = record;
     let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
     let inflight = Box::new(InFlight { buf, key_len, tag });
     let ((key, key_size), (value, value_size)) = inflight.key_and_value();
     let opaque = inflight.into_ptr();
-    // SAFETY: every pointer is valid for the call; `topic` and the header
-    // list are copied by librdkafka; the key and value stay valid until the
+    // SAFETY: every pointer is valid for the call; `topic` is a handle
+    // librdkafka keeps a reference to, or a name it copies, as the header
+    // list; the key and value stay valid until the
     // delivery report returns `opaque` (flags 0: no copy, no free). rdkafka
     // 0.39's delivery callback rebuilds the `Box<InFlight>` from `opaque`
     // with `IntoOpaque::from_ptr`, the inverse of `into_ptr` above; rdkafka
@@ -121,7 +131,7 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     let error = unsafe {
         rdsys::rd_kafka_producev(
             producer.client().native_ptr(),
-            RD_KAFKA_VTYPE_TOPIC,
+            topic_type,
             topic,
             RD_KAFKA_VTYPE_PARTITION,
             PARTITION_UA,
