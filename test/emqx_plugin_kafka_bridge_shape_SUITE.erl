@@ -70,8 +70,9 @@ every_placeholder_is_the_event_field(Config) ->
               ?assertEqual(maps:get(<<"timestamp">>, Json), KafkaTimestamp),
               [?assertEqual(?PUBLISHED_AT, KafkaTimestamp) || is_message(Hook)]
       end, Shaped),
-    Publish = hd([J || #{json := J = #{<<"event">> := <<"message.publish">>}} <- Shaped]),
-    ?assertEqual(?TRACEPARENT, maps:get(<<"pub_props.'User-Property'.traceparent">>, Publish)).
+    [{Publish, PublishHeaders}] = [{J, H} || #{json := J = #{<<"event">> := <<"message.publish">>}, headers := H} <- Shaped],
+    ?assertEqual(?TRACEPARENT, maps:get(<<"pub_props.'User-Property'.traceparent">>, Publish)),
+    ?assert(lists:member({<<"pub_props.'User-Property'.traceparent">>, ?TRACEPARENT}, PublishHeaders)).
 
 is_message(<<"message.", _/binary>>) -> true;
 is_message(_) -> false.

@@ -55,7 +55,8 @@ segments(Config) ->
 %%--------------------------------------------------------------------
 
 %% The broker is down the whole time the first run bridges 100 000 events;
-%% the app stops, starts again, the broker comes up: all 100 000 arrive.
+%% the app stops, starts again, the broker comes up: all 100 000 arrive,
+%% each stamped with its publish time, which the spool kept.
 outage_across_restart_loses_nothing(Config) ->
     Down = down_broker(Config),
     Topic = unique(<<"restart">>),
@@ -69,8 +70,10 @@ outage_across_restart_loses_nothing(Config) ->
     ?assertNotEqual([], segments(Config)),
     Broker = bring_up(Down, Topic),
     start(Broker, Topic, Config, Buffer),
-    Ids = ids(consume(Broker, Topic, N, 15000)),
-    ?assertEqual(lists:seq(1, N), lists:usort(Ids)),
+    Records = consume(Broker, Topic, N, 15000),
+    ?assertEqual(lists:seq(1, N), lists:usort(ids(Records))),
+    Restamped = [{T, J} || #{timestamp := T, json := #{<<"timestamp">> := J}} <- Records, T =/= J],
+    ?assertEqual({0, []}, {length(Restamped), lists:sublist(Restamped, 3)}),
     %% Delivered segments are deleted; only the empty active one is left.
     wait_metric(spool_bytes, 0),
     ?assertMatch(#{spool_corrupt_records := 0, dropped := 0}, emqx_plugin_kafka_bridge:metrics()).
