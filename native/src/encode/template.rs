@@ -28,7 +28,7 @@ pub fn render(template: &RecordTemplate, event: &Event, context: &Context, out: 
                     Embedding::JsonValue => write_json(&field_value, context, out),
                     Embedding::JsonString => write_in_string(&field_value, out),
                 }
-                .map_err(|e| format!("${{{field:?}}}: {e}"))?;
+                .map_err(|e| format!("${{{}}}: {e}", field.name()))?;
             }
         }
     }

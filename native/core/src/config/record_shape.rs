@@ -132,6 +132,14 @@ impl Field {
         ]
     };
 
+    /// The placeholder's name, for errors.
+    pub fn name(&self) -> String {
+        match self {
+            Field::UserProperty(property) => format!("{USER_PROPERTY_PREFIX}{property}"),
+            field => Self::NAMES.iter().find(|(_, f, _)| f == field).map_or("?", |(n, _, _)| n).to_string(),
+        }
+    }
+
     /// The field a placeholder names, if any of `kinds` has it.
     fn parse(name: &str, kinds: &[EventKind]) -> Result<Field, String> {
         if let Some(property) = name.strip_prefix(USER_PROPERTY_PREFIX) {
@@ -341,5 +349,7 @@ mod tests {
         );
         assert!(RecordTemplate::text("${pub_props.'User-Property'.x}", &[SessionSubscribed]).is_err());
         assert!(RecordTemplate::text("${clientid", MESSAGES).is_err());
+        assert_eq!(Field::parse("from_username", MESSAGES).unwrap().name(), "from_username");
+        assert_eq!(Field::UserProperty("tp".into()).name(), "pub_props.'User-Property'.tp");
     }
 }
