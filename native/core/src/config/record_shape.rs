@@ -7,6 +7,7 @@
 //! parsing anything. The placeholders are the event JSON's field names, as
 //! EMQX's rule engine names them.
 
+use crate::config::template::{pieces, Piece};
 use crate::event_kind::EventKind;
 
 /// The record's value.
@@ -232,43 +233,37 @@ impl RecordTemplate {
 
 fn compile(template: &str, kinds: &[EventKind], json: bool) -> Result<RecordTemplate, String> {
     let mut parts = Vec::new();
-    let mut literal = Vec::new();
-    let mut in_string = false;
-    let mut escaped = false;
-    let bytes = template.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
-            let end = template[i..].find('}').ok_or_else(|| format!("unclosed placeholder in {template:?}"))? + i;
-            let field = Field::parse(&template[i + 2..end], kinds)?;
-            let embedding = match (json, in_string) {
-                (false, _) => Embedding::Text,
-                (true, false) => Embedding::JsonValue,
-                (true, true) if field == Field::Payload => {
-                    return Err("put ${payload} where a JSON value goes, not inside quotes: it may not be text".into())
+    // Where the JSON text before each placeholder leaves off: inside a
+    // string or not (and just after a backslash in one).
+    let (mut in_string, mut escaped) = (false, false);
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Literal(literal) => {
+                if json {
+                    for byte in literal.bytes() {
+                        match (byte, escaped) {
+                            (_, true) => escaped = false,
+                            (b'\\', false) if in_string => escaped = true,
+                            (b'"', false) => in_string = !in_string,
+                            _ => {}
+                        }
+                    }
                 }
-                (true, true) => Embedding::JsonString,
-            };
-            if !literal.is_empty() {
-                parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+                parts.push(Part::Literal(literal.as_bytes().into()));
             }
-            parts.push(Part::Field(field, embedding));
-            i = end + 1;
-            continue;
-        }
-        if json {
-            match (bytes[i], escaped) {
-                (_, true) => escaped = false,
-                (b'\\', false) if in_string => escaped = true,
-                (b'"', false) => in_string = !in_string,
-                _ => {}
+            Piece::Placeholder(name) => {
+                let field = Field::parse(name, kinds)?;
+                let embedding = match (json, in_string) {
+                    (false, _) => Embedding::Text,
+                    (true, false) => Embedding::JsonValue,
+                    (true, true) if field == Field::Payload => {
+                        return Err("put ${payload} where a JSON value goes, not inside quotes: it may not be text".into())
+                    }
+                    (true, true) => Embedding::JsonString,
+                };
+                parts.push(Part::Field(field, embedding));
             }
         }
-        literal.push(bytes[i]);
-        i += 1;
-    }
-    if !literal.is_empty() {
-        parts.push(Part::Literal(literal.into()));
     }
     Ok(RecordTemplate { parts })
 }

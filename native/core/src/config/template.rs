@@ -19,6 +19,32 @@ enum Part {
     Topic,
 }
 
+/// A piece of a template's text: literal text or a `${name}` placeholder.
+pub enum Piece<'t> {
+    Literal(&'t str),
+    Placeholder(&'t str),
+}
+
+/// Splits `text` at its `${name}` placeholders (topic and key templates
+/// here, record templates in `record_shape`), which each caller checks
+/// against its own names.
+pub fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        if start > 0 {
+            pieces.push(Piece::Literal(&rest[..start]));
+        }
+        let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {text:?}"))? + start;
+        pieces.push(Piece::Placeholder(&rest[start + 2..end]));
+        rest = &rest[end + 1..];
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Literal(rest));
+    }
+    Ok(pieces)
+}
+
 /// A string with `${clientid}`, `${username}` and `${topic}` placeholders.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template(Vec<Part>);
@@ -26,28 +52,19 @@ pub struct Template(Vec<Part>);
 impl Template {
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("${") {
-            if start > 0 {
-                parts.push(Part::Literal(rest[..start].to_string()));
-            }
-            let end = rest[start..].find('}').ok_or_else(|| format!("unclosed placeholder in {text:?}"))? + start;
-            let name = &rest[start + 2..end];
-            parts.push(match name {
-                "clientid" => Part::ClientId,
-                "username" => Part::Username,
-                "topic" => Part::Topic,
-                other => {
+        for piece in pieces(text)? {
+            parts.push(match piece {
+                Piece::Literal(literal) => Part::Literal(literal.to_string()),
+                Piece::Placeholder("clientid") => Part::ClientId,
+                Piece::Placeholder("username") => Part::Username,
+                Piece::Placeholder("topic") => Part::Topic,
+                Piece::Placeholder(other) => {
                     return Err(format!(
                         "unknown placeholder ${{{other}}} in {text:?} (known: {})",
                         PLACEHOLDERS.map(|p| format!("${{{p}}}")).join(", ")
                     ))
                 }
             });
-            rest = &rest[end + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_string()));
         }
         Ok(Template(parts))
     }
