@@ -30,6 +30,10 @@ impl EventKind {
         EventKind::MessageDropped,
     ];
 
+    /// The events that carry a message (`has_message`), which routes apply to.
+    pub const MESSAGES: [EventKind; 4] =
+        [EventKind::MessagePublish, EventKind::MessageDelivered, EventKind::MessageAcked, EventKind::MessageDropped];
+
     /// The hook point, which is also the `event` field of the JSON.
     pub fn hook_point(self) -> &'static str {
         match self {
@@ -102,6 +106,12 @@ mod every_place_names_the_same_events {
             .filter_map(|line| line.trim_start().strip_prefix(prefix))
             .filter_map(|rest| rest.split_once(open).and_then(|(_, r)| r.split(close).next()).map(String::from))
             .collect()
+    }
+
+    #[test]
+    fn messages_are_the_events_with_a_message() {
+        let with_message: Vec<EventKind> = EventKind::ALL.into_iter().filter(|k| k.has_message()).collect();
+        assert_eq!(with_message, EventKind::MESSAGES);
     }
 
     #[test]

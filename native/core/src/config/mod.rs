@@ -82,10 +82,6 @@ pub struct RouteConfig {
     pub timestamp: Option<TimestampSpec>,
 }
 
-/// The message events, which routes apply to.
-const MESSAGE_EVENTS: [EventKind; 4] =
-    [EventKind::MessagePublish, EventKind::MessageDelivered, EventKind::MessageAcked, EventKind::MessageDropped];
-
 /// Where accepted events wait for Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufferMode {
@@ -632,8 +628,8 @@ fn parse_routes(value: Option<&Value>) -> Result<Vec<RouteConfig>, String> {
             Some(Value::String(s)) if s.is_empty() => None,
             Some(_) => Some(KeySpec::parse(&section.string("key", None)?).map_err(|e| format!("{path}.key: {e}"))?),
         };
-        let value = section.value_spec("value", &MESSAGE_EVENTS)?;
-        let headers = section.header_specs("headers", &MESSAGE_EVENTS)?;
+        let value = section.value_spec("value", &EventKind::MESSAGES)?;
+        let headers = section.header_specs("headers", &EventKind::MESSAGES)?;
         let timestamp = match section.get("timestamp") {
             None => None,
             Some(Value::String(s)) if s.is_empty() => None,

@@ -94,7 +94,7 @@ impl Field {
     /// Every name with the events that have it (`None`: every event).
     const NAMES: &'static [(&'static str, Field, Option<&'static [EventKind]>)] = {
         use EventKind::*;
-        const MESSAGES: &[EventKind] = &[MessagePublish, MessageDelivered, MessageAcked, MessageDropped];
+        const MESSAGES: &[EventKind] = &EventKind::MESSAGES;
         const CONNECTED: &[EventKind] = &[ClientConnected];
         &[
             ("event", Field::Event, None),
@@ -293,7 +293,7 @@ mod tests {
     use super::*;
     use EventKind::*;
 
-    const MESSAGES: &[EventKind] = &[MessagePublish, MessageDelivered, MessageAcked, MessageDropped];
+    const MESSAGES: &[EventKind] = &EventKind::MESSAGES;
 
     #[test]
     fn value_modes() {
