@@ -96,6 +96,19 @@ impl<'a> Message<'a> {
     pub fn timestamp(&self) -> Term<'a> {
         self.elements.get(8)
     }
+
+    /// The MQTT 5 User-Property `{Name, Value}` pairs, in order; none when
+    /// the headers hold no such list (or a list too long for the work
+    /// budget, which then sends the call to a dirty scheduler).
+    pub fn user_property_pairs(&self) -> Vec<[Term<'a>; 2]> {
+        let list = Some(self.headers())
+            .filter(|h| h.is_map())
+            .and_then(|h| terms::map_get(h, atoms::properties()))
+            .filter(|p| p.is_map())
+            .and_then(|p| terms::map_get(p, atoms::user_property()))
+            .and_then(terms::list);
+        list.into_iter().flatten().filter_map(terms::tuple_elements::<2>).collect()
+    }
 }
 
 /// One hook invocation's arguments, checked for shape.

@@ -8,7 +8,7 @@ use kafka_bridge_core::event_kind::EventFields;
 use kafka_bridge_core::json::hex::hex_into;
 use kafka_bridge_core::queue::Headers;
 
-use crate::event::{atoms, Event, Message};
+use crate::event::{Event, Message};
 use crate::terms;
 use crate::encode::fields::message_timestamp;
 
@@ -35,25 +35,16 @@ const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
 /// every pair, or only the trace context's, under its lowercase names.
 pub fn user_properties(message: &Message, which: UserPropertyHeaders) -> Headers {
     let mut out = Vec::new();
-    let props = Some(message.headers())
-        .filter(|h| h.is_map())
-        .and_then(|h| terms::map_get(h, atoms::properties()))
-        .filter(|p| p.is_map())
-        .and_then(|p| terms::map_get(p, atoms::user_property()));
-    if let Some(list) = props.and_then(terms::list) {
-        for pair in list {
-            if let Some([k, v]) = terms::tuple_elements::<2>(pair) {
-                let (Some(k), Some(v)) = (terms::binary(k), terms::binary(v)) else { continue };
-                let name = match which {
-                    UserPropertyHeaders::All => Cow::Owned(String::from_utf8_lossy(k).into_owned()),
-                    _ => match TRACE_CONTEXT.iter().find(|name| name.as_bytes().eq_ignore_ascii_case(k)) {
-                        Some(name) => Cow::Borrowed(*name),
-                        None => continue,
-                    },
-                };
-                out.push((name, v.to_vec()));
-            }
-        }
+    for [k, v] in message.user_property_pairs() {
+        let (Some(k), Some(v)) = (terms::binary(k), terms::binary(v)) else { continue };
+        let name = match which {
+            UserPropertyHeaders::All => Cow::Owned(String::from_utf8_lossy(k).into_owned()),
+            _ => match TRACE_CONTEXT.iter().find(|name| name.as_bytes().eq_ignore_ascii_case(k)) {
+                Some(name) => Cow::Borrowed(*name),
+                None => continue,
+            },
+        };
+        out.push((name, v.to_vec()));
     }
     out
 }

@@ -91,7 +91,9 @@ pub fn value<'a>(event: &Event<'a>, name: &Field, context: &Context) -> FieldVal
             Some(_) => term(field(headers, atoms::peerhost())),
             None => term(field(client, atoms::peerhost())),
         },
-        Field::UserProperty(wanted) => user_property(headers, wanted).map_or(FieldValue::Missing, FieldValue::Term),
+        Field::UserProperty(wanted) => message
+            .and_then(|m| m.user_property_pairs().into_iter().find(|[k, _]| terms::binary(*k) == Some(wanted.as_bytes())))
+            .map_or(FieldValue::Missing, |[_, v]| FieldValue::Term(v)),
         Field::PublishReceivedAt if message.is_some() => FieldValue::Int(context.timestamp),
         Field::PublishReceivedAt => FieldValue::Missing,
         Field::Timestamp => FieldValue::Int(context.timestamp),
@@ -114,16 +116,6 @@ pub fn value<'a>(event: &Event<'a>, name: &Field, context: &Context) -> FieldVal
             None => FieldValue::Int(context.timestamp),
         },
     }
-}
-
-/// The first MQTT 5 User-Property named `wanted`.
-fn user_property<'a>(headers: Option<Term<'a>>, wanted: &str) -> Option<Term<'a>> {
-    let props = field(headers, atoms::properties()).filter(|p| p.is_map())?;
-    let list = terms::list(terms::map_get(props, atoms::user_property())?)?;
-    list.into_iter()
-        .filter_map(terms::tuple_elements::<2>)
-        .find(|[k, _]| terms::binary(*k) == Some(wanted.as_bytes()))
-        .map(|[_, v]| v)
 }
 
 /// How `${payload}` is written as a JSON value, and the name
