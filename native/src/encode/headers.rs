@@ -10,9 +10,9 @@ use kafka_bridge_core::queue::Headers;
 
 use crate::event::{Event, Message};
 use crate::terms;
-use crate::encode::fields::message_timestamp;
 
-pub fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
+/// `timestamp`: the event's (`encode` reads it once for the whole record).
+pub fn raw_headers(event: &Event, message: &Message, node: &str, timestamp: i64) -> Headers {
     let mut id = [0u8; 32];
     let id_len = hex_into(message.id, &mut id);
     let header = |name: &'static str, value: Vec<u8>| (Cow::Borrowed(name), value);
@@ -22,7 +22,7 @@ pub fn raw_headers(event: &Event, message: &Message, node: &str) -> Headers {
         header("topic", message.topic.as_bytes().to_vec()),
         header("qos", message.qos().decode::<i64>().unwrap_or(0).to_string().into_bytes()),
         header("id", id[..id_len].to_vec()),
-        header("timestamp", message_timestamp(message).to_string().into_bytes()),
+        header("timestamp", timestamp.to_string().into_bytes()),
         header("node", node.as_bytes().to_vec()),
     ]
 }

@@ -51,7 +51,7 @@ pub fn encode(event: &Event, options: &EncodeOptions, target: &Target, out: &mut
     match (target.value, &event.message, options.payload_encoding) {
         (ValueSpec::Event, Some(message), PayloadEncoding::Raw) => {
             out.extend_from_slice(message.payload);
-            headers = Some(raw_headers(event, message, options.node));
+            headers = Some(raw_headers(event, message, options.node, timestamp));
         }
         (ValueSpec::Event, ..) => match options.format {
             Format::Emqx => {
