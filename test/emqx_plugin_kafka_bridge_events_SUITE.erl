@@ -7,7 +7,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/3, message/4, client_info/1, conn_info/1, consume/3, consume/4,
+-import(kafka_bridge_test_lib, [message/3, message/4, consume/3, consume/4,
                                 values/1, unique/1, publish/1]).
 
 -define(EVENTS, [<<"client_connected">>, <<"client_disconnected">>, <<"session_subscribed">>,
@@ -63,23 +63,7 @@ deep_events(Events, Overrides) ->
 
 %% Fires each hook point once, the way EMQX calls them.
 fire_every_hook() ->
-    Sub = client_info(<<"sub-1">>),
-    Msg = message(<<"pub-1">>, <<"room/1/temp">>, <<"21.5">>,
-                  #{id => <<16#ab:128>>, qos => 1, timestamp => 1700000000999,
-                    headers => #{username => <<"pub-user">>, peerhost => {10, 1, 2, 3},
-                                 properties => #{'User-Property' => [{<<"unit">>, <<"C">>}],
-                                                 'Content-Type' => <<"text/plain">>},
-                                 unknown_header => {some, thing}}}),
-    emqx_hooks:run('client.connected', [client_info(<<"conn-1">>), conn_info(<<"conn-1">>)]),
-    emqx_hooks:run('client.disconnected', [client_info(<<"conn-1">>), keepalive_timeout,
-                                           (conn_info(<<"conn-1">>))#{disconnected_at => 1700000005000}]),
-    emqx_hooks:run('session.subscribed', [Sub, <<"room/+/temp">>, #{qos => 1, nl => 0, rap => 0, rh => 0, is_new => true}]),
-    emqx_hooks:run('session.unsubscribed', [Sub, <<"room/+/temp">>, #{qos => 1}]),
-    Msg = publish(Msg),
-    Msg = emqx_hooks:run_fold('message.delivered', [Sub], Msg),
-    emqx_hooks:run('message.acked', [Sub, Msg]),
-    emqx_hooks:run('message.dropped', [Msg, #{node => node()}, no_subscribers]),
-    ok.
+    kafka_bridge_test_lib:fire_every_hook([{<<"unit">>, <<"C">>}]).
 
 by_event(Records, Field) ->
     maps:from_list([{maps:get(Field, J), J} || J <- values(Records)]).

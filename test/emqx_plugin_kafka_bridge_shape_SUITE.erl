@@ -7,7 +7,7 @@
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
--import(kafka_bridge_test_lib, [message/4, client_info/1, conn_info/1, consume/4, unique/1, publish/1]).
+-import(kafka_bridge_test_lib, [message/4, consume/4, unique/1, publish/1]).
 
 -define(EVENTS, [<<"client_connected">>, <<"client_disconnected">>, <<"session_subscribed">>,
                  <<"session_unsubscribed">>, <<"message_publish">>, <<"message_delivered">>,
@@ -210,18 +210,4 @@ by_hook(Records) ->
 
 %% Each hook point once, as EMQX calls them, with the same arguments every time.
 fire_every_hook() ->
-    Sub = client_info(<<"sub-1">>),
-    Msg = message(<<"pub-1">>, <<"room/1/temp">>, <<"21.5">>,
-                  #{id => <<16#ab:128>>, qos => 1, timestamp => ?PUBLISHED_AT,
-                    headers => #{username => <<"pub-user">>, peerhost => {10, 1, 2, 3},
-                                 properties => #{'User-Property' => [{<<"unit">>, <<"C">>},
-                                                                     {<<"traceparent">>, ?TRACEPARENT}]}}}),
-    emqx_hooks:run('client.connected', [client_info(<<"conn-1">>), conn_info(<<"conn-1">>)]),
-    emqx_hooks:run('client.disconnected', [client_info(<<"conn-1">>), keepalive_timeout,
-                                           (conn_info(<<"conn-1">>))#{disconnected_at => 1700000005000}]),
-    emqx_hooks:run('session.subscribed', [Sub, <<"room/+/temp">>, #{qos => 1, nl => 0, rap => 0, rh => 0}]),
-    emqx_hooks:run('session.unsubscribed', [Sub, <<"room/+/temp">>, #{qos => 1}]),
-    Msg = publish(Msg),
-    Msg = emqx_hooks:run_fold('message.delivered', [Sub], Msg),
-    emqx_hooks:run('message.acked', [Sub, Msg]),
-    emqx_hooks:run('message.dropped', [Msg, #{node => node()}, no_subscribers]).
+    kafka_bridge_test_lib:fire_every_hook([{<<"unit">>, <<"C">>}, {<<"traceparent">>, ?TRACEPARENT}]).

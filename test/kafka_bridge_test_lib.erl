@@ -9,7 +9,7 @@
          start_bridge/1, stop_bridge/0, set_plugin_config/1, name_vsn/0, config/2, wait_until/2, wait_for_delivered/2,
          message/3, message/4, client_info/1, conn_info/1, project_root/0, kafka_tool/0, unique/1, plugin_node/2,
          thread_count/0, producer_threads/0, producer_threads/1, publish/1, publish_range/3, metric/1,
-         case_dirs/1, long_schedules/2, placeholders/1, json_template/1, header_templates/1]).
+         case_dirs/1, long_schedules/2, placeholders/1, json_template/1, header_templates/1, fire_every_hook/1]).
 
 -include_lib("stdlib/include/assert.hrl").
 
@@ -225,6 +225,28 @@ message(From, Topic, Payload, Opts) ->
      Payload,
      maps:get(timestamp, Opts, erlang:system_time(millisecond)),
      maps:get(extra, Opts, #{})}.
+
+%% @doc Fires each hook point once, the way EMQX calls them, with the same
+%% arguments every time; the message (published 1700000000999) carries
+%% UserProperties.
+fire_every_hook(UserProperties) ->
+    Sub = client_info(<<"sub-1">>),
+    Msg = message(<<"pub-1">>, <<"room/1/temp">>, <<"21.5">>,
+                  #{id => <<16#ab:128>>, qos => 1, timestamp => 1700000000999,
+                    headers => #{username => <<"pub-user">>, peerhost => {10, 1, 2, 3},
+                                 properties => #{'User-Property' => UserProperties,
+                                                 'Content-Type' => <<"text/plain">>},
+                                 unknown_header => {some, thing}}}),
+    emqx_hooks:run('client.connected', [client_info(<<"conn-1">>), conn_info(<<"conn-1">>)]),
+    emqx_hooks:run('client.disconnected', [client_info(<<"conn-1">>), keepalive_timeout,
+                                           (conn_info(<<"conn-1">>))#{disconnected_at => 1700000005000}]),
+    emqx_hooks:run('session.subscribed', [Sub, <<"room/+/temp">>, #{qos => 1, nl => 0, rap => 0, rh => 0, is_new => true}]),
+    emqx_hooks:run('session.unsubscribed', [Sub, <<"room/+/temp">>, #{qos => 1}]),
+    Msg = publish(Msg),
+    Msg = emqx_hooks:run_fold('message.delivered', [Sub], Msg),
+    emqx_hooks:run('message.acked', [Sub, Msg]),
+    emqx_hooks:run('message.dropped', [Msg, #{node => node()}, no_subscribers]),
+    ok.
 
 %% @doc Runs the message.publish hook on Message, as EMQX does.
 publish(Message) ->
