@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::record_shape::{HeaderSpec, RecordShape, TimestampSpec, ValueSpec};
 use crate::config::template::{KeySpec, TopicSpec};
 use crate::config::topic_filter::FilterTrie;
-use crate::config::{Config, Format, PayloadEncoding, UserPropertyHeaders};
+use crate::config::{Config, Format, PayloadEncoding, RouteConfig, UserPropertyHeaders};
 use crate::event_kind::{EventFields, EventKind};
 
 #[derive(Debug)]
@@ -21,21 +21,13 @@ pub struct EventRoute {
     pub shape: RecordShape,
 }
 
-/// A route's own settings; `None` takes the event's.
-#[derive(Debug)]
-pub struct Route {
-    pub topic: Option<TopicSpec>,
-    pub key: Option<KeySpec>,
-    pub value: Option<ValueSpec>,
-    pub headers: Option<Vec<HeaderSpec>>,
-    pub timestamp: Option<TimestampSpec>,
-}
-
 /// Everything the hot path needs to turn a hook call into a Kafka record.
 #[derive(Debug)]
 pub struct Routing {
     pub events: [Option<EventRoute>; 8],
-    pub routes: Vec<Route>,
+    /// Each route's own settings (`None` takes the event's), in the
+    /// order of `route_trie`'s indexes.
+    pub routes: Vec<RouteConfig>,
     pub route_trie: FilterTrie,
     pub format: Format,
     pub payload_encoding: PayloadEncoding,
@@ -71,20 +63,9 @@ impl Routing {
                 shape: event.shape.clone(),
             });
         }
-        let routes = config
-            .routes
-            .iter()
-            .map(|route| Route {
-                topic: route.topic.clone(),
-                key: route.key.clone(),
-                value: route.value.clone(),
-                headers: route.headers.clone(),
-                timestamp: route.timestamp,
-            })
-            .collect();
         Routing {
             events,
-            routes,
+            routes: config.routes.clone(),
             route_trie: FilterTrie::new(config.routes.iter().map(|r| r.filter.as_str())),
             format: config.format,
             payload_encoding: config.payload_encoding,
