@@ -11,7 +11,7 @@ use kafka_bridge_core::json::base64_json::base64_into;
 use kafka_bridge_core::json::object::Payload;
 
 use crate::encode::placeholder::{payload_as_json, value, Context, FieldValue, PayloadJson};
-use crate::encode::term_json::{ReasonText, TermJson};
+use crate::encode::term_json::{over_budget, ReasonText, TermJson};
 use crate::event::Event;
 use crate::terms;
 use crate::work_budget;
@@ -24,9 +24,9 @@ pub fn render(template: &RecordTemplate, event: &Event, context: &Context, out: 
             Part::Field(field, embedding) => {
                 let field_value = value(event, field, context);
                 match embedding {
-                    Embedding::Text => write_text(&field_value, out),
+                    Embedding::Text => write_text(&field_value, context, out),
                     Embedding::JsonValue => write_json(&field_value, context, out),
-                    Embedding::JsonString => write_in_string(&field_value, out),
+                    Embedding::JsonString => write_in_string(&field_value, context, out),
                 }
                 .map_err(|e| format!("${{{}}}: {e}", field.name()))?;
             }
@@ -37,7 +37,7 @@ pub fn render(template: &RecordTemplate, event: &Event, context: &Context, out: 
 
 /// Strings as their bytes, numbers as digits, nothing for a missing value;
 /// anything else as its JSON text.
-fn write_text(field_value: &FieldValue, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+fn write_text(field_value: &FieldValue, context: &Context, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     match field_value {
         FieldValue::Missing => {}
         FieldValue::Text(bytes) => out.extend_from_slice(bytes),
@@ -47,14 +47,14 @@ fn write_text(field_value: &FieldValue, out: &mut Vec<u8>) -> Result<(), serde_j
         FieldValue::Term(term) if term.is_binary() => {
             let bytes = terms::binary(*term).unwrap_or_default();
             if !work_budget::spend(work_budget::text_units(bytes.len())) {
-                return Err(serde::ser::Error::custom("the work budget of a normal scheduler is spent"));
+                return Err(over_budget());
             }
             out.extend_from_slice(bytes);
         }
         FieldValue::Term(term) if terms::is_undefined(*term) => {}
         FieldValue::Term(_) | FieldValue::Reason(_) => {
             let mut json = Vec::new();
-            write_json_of_term(field_value, &mut json)?;
+            write_json(field_value, context, &mut json)?;
             // A JSON string is written as the text it holds.
             match serde_json::from_slice::<String>(&json) {
                 Ok(text) => out.extend_from_slice(text.as_bytes()),
@@ -69,8 +69,9 @@ fn write_json(field_value: &FieldValue, context: &Context, out: &mut Vec<u8>) ->
     match field_value {
         FieldValue::Missing => out.extend_from_slice(b"null"),
         FieldValue::Text(bytes) => serde_json::to_writer(&mut *out, &String::from_utf8_lossy(bytes))?,
-        FieldValue::Int(_) | FieldValue::Bool(_) => write_text(field_value, out)?,
-        FieldValue::Term(_) | FieldValue::Reason(_) => write_json_of_term(field_value, out)?,
+        FieldValue::Int(_) | FieldValue::Bool(_) => write_text(field_value, context, out)?,
+        FieldValue::Term(term) => serde_json::to_writer(&mut *out, &TermJson(Some(*term)))?,
+        FieldValue::Reason(term) => serde_json::to_writer(&mut *out, &ReasonText(Some(*term)))?,
         FieldValue::Payload(bytes) => match payload_as_json(bytes, context.options.payload_encoding).0 {
             PayloadJson::Raw(json) => out.extend_from_slice(json),
             PayloadJson::String(Payload::Plain(text)) => {
@@ -90,18 +91,10 @@ fn write_json(field_value: &FieldValue, context: &Context, out: &mut Vec<u8>) ->
 }
 
 /// The text of the value, escaped as the inside of a JSON string.
-fn write_in_string(field_value: &FieldValue, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+fn write_in_string(field_value: &FieldValue, context: &Context, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let mut text = Vec::new();
-    write_text(field_value, &mut text)?;
+    write_text(field_value, context, &mut text)?;
     let quoted = serde_json::to_vec(&String::from_utf8_lossy(&text))?;
     out.extend_from_slice(&quoted[1..quoted.len() - 1]);
     Ok(())
-}
-
-fn write_json_of_term(field_value: &FieldValue, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    match field_value {
-        FieldValue::Term(term) => serde_json::to_writer(out, &TermJson(Some(*term))),
-        FieldValue::Reason(term) => serde_json::to_writer(out, &ReasonText(Some(*term))),
-        _ => unreachable!("only terms come here"),
-    }
 }

@@ -160,7 +160,7 @@ impl Serialize for TermAt<'_> {
 }
 
 /// Never seen: the call is made again on a dirty scheduler (`work_budget`).
-fn over_budget<E: serde::ser::Error>() -> E {
+pub fn over_budget<E: serde::ser::Error>() -> E {
     E::custom("the work budget of a normal scheduler is spent")
 }
 
