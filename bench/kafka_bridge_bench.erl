@@ -90,15 +90,7 @@ big_buffer() ->
 
 hook_cost(Dir, Size, Calls) ->
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
-    Hook = [with_broker(Dir, fun(Broker) ->
-                                     Topic = unique(<<"hook">>),
-                                     ok = kafka_bridge_broker:create_topic(Broker, Topic),
-                                     Bridge = start_bridge(Broker, Topic, big_buffer()),
-                                     T = timed(fun() -> hook_loop(Calls, Msg, Bridge) end, Calls),
-                                     #{dropped := 0} = kafka_bridge_test_lib:wait_for_delivered(Calls, 600000),
-                                     ok = kafka_bridge_test_lib:stop_bridge(),
-                                     T
-                             end) || _ <- lists:seq(1, ?RUNS)],
+    Hook = [with_broker(Dir, fun(Broker) -> hook_run(Broker, Msg, Calls, #{}) end) || _ <- lists:seq(1, ?RUNS)],
     Sink = spawn(fun sink/0),
     Send = [timed(fun() -> send_loop(Calls, Msg, Sink) end, Calls) || _ <- lists:seq(1, ?RUNS)],
     exit(Sink, kill),
@@ -140,7 +132,7 @@ record_shape(Dir, Size, Calls) ->
 
 %% ns per hook call with message.publish shaped by Event.
 hook_run(Broker, Msg, Calls, Event) ->
-    Topic = unique(<<"shape">>),
+    Topic = unique(<<"hook">>),
     ok = kafka_bridge_broker:create_topic(Broker, Topic),
     Config = kafka_bridge_test_lib:config(Broker, #{<<"events">> => #{<<"message_publish">> => Event#{<<"topic">> => Topic}},
                                                     <<"buffer">> => big_buffer()}),
