@@ -1,7 +1,10 @@
 %% @doc The benchmark harness (`make bench`). Not a test: it prints figures.
 %%
 %% 1. Hook cost: ns per message.publish callback in a tight loop, median of
-%%    5 runs, beside an Erlang `!' of the same record and an empty NIF call.
+%%    5 runs, beside an Erlang `!' of the same record and an empty NIF call:
+%%    wall time, and the CPU time of the scheduler thread the loop is bound
+%%    to. On 2 cores the producer and librdkafka threads take turns with
+%%    that scheduler, so its wall time counts their time too.
 %% 2. End to end: events/s from hook calls until every delivery report is
 %%    in, beside a raw librdkafka producer (kafka_tool produce-raw) handing
 %%    the same encoded bytes over with rd_kafka_produce_batch, 1024 at a
@@ -91,14 +94,19 @@ big_buffer() ->
 hook_cost(Dir, Size, Calls) ->
     Msg = message(<<"bench-client-1">>, <<"bench/sensors/42/temp">>, payload(Size), #{}),
     Hook = [with_broker(Dir, fun(Broker) -> hook_run(Broker, Msg, Calls, #{}) end) || _ <- lists:seq(1, ?RUNS)],
-    Sink = spawn(fun sink/0),
+    %% The sink receives on the other scheduler, as a real receiver would.
+    Sink = spawn_opt(fun sink/0, [{scheduler, 2}]),
     Send = [timed(fun() -> send_loop(Calls, Msg, Sink) end, Calls) || _ <- lists:seq(1, ?RUNS)],
     exit(Sink, kill),
     Noop = [timed(fun() -> noop_loop(Calls, Msg) end, Calls) || _ <- lists:seq(1, ?RUNS)],
-    {H, S, N} = {median(Hook), median(Send), median(Noop)},
-    out("hook cost, ~b B payload, ~b calls x ~b runs: message.publish ~.1f ns/event (runs ~w); "
-        "Erlang ! ~.1f ns; empty NIF ~.1f ns; hook/! ratio ~.2f",
-        [Size, Calls, ?RUNS, H, [round(X) || X <- Hook], S, N, H / S]).
+    M = fun(Runs, Kind) -> median([maps:get(Kind, R) || R <- Runs]) end,
+    Each = fun(Runs, Kind) -> [round(maps:get(Kind, R)) || R <- Runs] end,
+    out("hook cost, ~b B payload, ~b calls x ~b runs, ns per call, wall / CPU of the calling scheduler: "
+        "message.publish ~.1f / ~.1f (runs ~w / ~w); Erlang ! ~.1f / ~.1f (CPU runs ~w); empty NIF ~.1f / ~.1f; "
+        "hook/! ratio ~.2f / ~.2f",
+        [Size, Calls, ?RUNS, M(Hook, wall), M(Hook, cpu), Each(Hook, wall), Each(Hook, cpu), M(Send, wall),
+         M(Send, cpu), Each(Send, cpu), M(Noop, wall), M(Noop, cpu), M(Hook, wall) / M(Send, wall),
+         M(Hook, cpu) / M(Send, cpu)]).
 
 %% The record shape's cost (issue 37), all in one broker, interleaved:
 %% the hook with today's default (the event JSON, stamped with the
@@ -121,16 +129,18 @@ record_shape(Dir, Size, Calls) ->
                                || {Name, Event} <- [{default, #{}}, {now, Now}]]
                            || _ <- lists:seq(1, ?RUNS)]
                   end),
-    M = fun(Key) -> median([proplists:get_value(Key, Run) || Run <- Runs]) end,
-    Runs1 = fun(Key) -> [round(proplists:get_value(Key, Run)) || Run <- Runs] end,
-    out("record shape, ~b B payload, ~b calls x ~b runs: hook default (timestamp = publish) ~.1f ns (runs ~w); "
+    Figure = fun(#{cpu := Cpu}) -> Cpu; (EventsPerSecond) -> EventsPerSecond end,
+    M = fun(Key) -> median([Figure(proplists:get_value(Key, Run)) || Run <- Runs]) end,
+    Runs1 = fun(Key) -> [round(Figure(proplists:get_value(Key, Run))) || Run <- Runs] end,
+    out("record shape, ~b B payload, ~b calls x ~b runs: hook (CPU of the calling scheduler) default "
+        "(timestamp = publish) ~.1f ns (runs ~w); "
         "timestamp = now ~.1f ns (~.2f); value template + 3 header templates ~.1f ns (~.2f); "
         "end to end default ~.1f events/s (runs ~w), timestamp = now ~.1f events/s (~.2f)",
         [Size, Calls, ?RUNS, M(default), Runs1(default), M(now), M(now) / M(default), M(shaped),
          M(shaped) / M(default), M({e2e, default}), Runs1({e2e, default}), M({e2e, now}),
          M({e2e, now}) / M({e2e, default})]).
 
-%% ns per hook call with message.publish shaped by Event.
+%% ns per hook call (timed/2) with message.publish shaped by Event.
 hook_run(Broker, Msg, Calls, Event) ->
     Topic = unique(<<"hook">>),
     ok = kafka_bridge_broker:create_topic(Broker, Topic),
@@ -147,10 +157,35 @@ e2e_run(Broker, Msg, Calls, Event) ->
     ok = kafka_bridge_broker:create_topic(Broker, Topic),
     bridge_rate(Broker, Topic, Msg, Calls, #{<<"events">> => #{<<"message_publish">> => Event}}).
 
+%% #{wall, cpu}: ns per call of Fun(), which makes Calls calls, run in a
+%% process bound to scheduler 1; cpu is that scheduler thread's time on
+%% CPU.
 timed(Fun, Calls) ->
-    erlang:garbage_collect(),
-    {Micros, _} = timer:tc(Fun),
-    Micros * 1000 / Calls.
+    Parent = self(),
+    {Pid, Ref} = spawn_opt(fun() ->
+                                   Thread = scheduler_thread(erlang:system_info(scheduler_id)),
+                                   Cpu0 = thread_cpu_ns(Thread),
+                                   {Micros, _} = timer:tc(Fun),
+                                   Cpu = thread_cpu_ns(Thread) - Cpu0,
+                                   Parent ! {self(), #{wall => Micros * 1000 / Calls, cpu => Cpu / Calls}}
+                           end, [monitor, {scheduler, 1}]),
+    receive
+        {Pid, Result} -> erlang:demonitor(Ref, [flush]), Result;
+        {'DOWN', Ref, process, Pid, Reason} -> error({timed, Reason})
+    end.
+
+%% The /proc/self/task entry of normal scheduler Id ("1_scheduler").
+scheduler_thread(Id) ->
+    Name = iolist_to_binary([integer_to_list(Id), "_scheduler"]),
+    {ok, Tids} = file:list_dir("/proc/self/task"),
+    [Tid] = [T || T <- Tids, {ok, Comm} <- [file:read_file(filename:join(["/proc/self/task", T, "comm"]))],
+                  string:trim(Comm) =:= Name],
+    Tid.
+
+thread_cpu_ns(Tid) ->
+    {ok, Stat} = file:read_file(filename:join(["/proc/self/task", Tid, "schedstat"])),
+    [OnCpu | _] = binary:split(Stat, <<" ">>),
+    binary_to_integer(OnCpu).
 
 hook_loop(0, _Msg, _Bridge) -> ok;
 hook_loop(N, Msg, Bridge) ->

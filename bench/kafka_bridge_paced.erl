@@ -18,7 +18,10 @@
 %% lingering ?RAW_LINGER_MS after it, as memory mode does with the default
 %% linger.ms of 20), from ready values and with nothing else to do. Its CPU
 %% per record is what librdkafka alone costs at that rate, which the
-%% bridge's producer thread and librdkafka's threads cannot go below.
+%% bridge's producer thread and librdkafka's threads cannot go below. It
+%% runs twice: handing the records over in batches, stamped by librdkafka,
+%% and with each record carrying the message's publish time, as the
+%% bridge's do by default, which librdkafka takes one record per call.
 %%
 %% Last, the hook loop at ?CLUSTER_RATE against that broker and against a
 %% 3-broker cluster (replication factor 3, min.insync.replicas 2, every
@@ -76,7 +79,9 @@ one_rate(Broker, Topic, Msg, Values, Rate) ->
     exit(Sink, kill),
     Nif = paced(fun() -> emqx_plugin_kafka_bridge_nif:noop(Msg) end, Rate),
     Hook = hook_loop(Broker, Topic, Msg, Rate),
-    #{send => Send, nif => Nif, hook => Hook, raw => raw_floor(Broker, Values, Rate)}.
+    PublishedAt = element(9, Msg),
+    #{send => Send, nif => Nif, hook => Hook, raw => raw_floor(Broker, Values, Rate, "none"),
+      raw_stamped => raw_floor(Broker, Values, Rate, integer_to_list(PublishedAt))}.
 
 %% The message.publish hook at Rate, the bridge on Kafka (a broker or a
 %% cluster) with a buffer room for the whole run.
@@ -101,13 +106,15 @@ against_a_cluster(Dir, Broker, Topic, Msg) ->
         [kafka_bridge_broker:stop(B) || B <- maps:get(brokers, Cluster)]
     end.
 
-%% µs of CPU per record of kafka_tool produce-raw-paced at Rate.
-raw_floor(Broker, Values, Rate) ->
+%% µs of CPU per record of kafka_tool produce-raw-paced at Rate; Stamp is
+%% "none" or the Kafka timestamp every record carries.
+raw_floor(Broker, Values, Rate, Stamp) ->
     Topic = kafka_bridge_test_lib:unique(<<"raw_paced">>),
     ok = kafka_bridge_broker:create_topic(Broker, Topic),
-    Cmd = lists:flatten(io_lib:format("'~s' produce-raw-paced ~s '~s' '~s' bench-client-1 ~b ~b ~b ~s",
+    Cmd = lists:flatten(io_lib:format("'~s' produce-raw-paced ~s '~s' '~s' bench-client-1 ~b ~b ~b ~s ~s",
                                       [kafka_bridge_test_lib:kafka_tool(), kafka_bridge_broker:bootstrap(Broker),
-                                       Topic, Values, Rate, ?SECONDS, ?HANDOVER_MS, string:join(?RAW_PROPS, " ")])),
+                                       Topic, Values, Rate, ?SECONDS, ?HANDOVER_MS, Stamp,
+                                       string:join(?RAW_PROPS, " ")])),
     {raw_paced, Records, CpuNs, _WallUs} = kafka_bridge_bench:kafka_tool_term(Cmd),
     CpuNs / Records / 1000.
 
@@ -221,13 +228,15 @@ report(Rounds, Idle) ->
         "~b processes, 100 B payload, format emqx, ~b s per rate and loop, ~b rounds (medians); before each call "
         "a process copies ~b KB of its own ~b KB of other data. CPU of every VM thread from "
         "/proc/self/task/*/schedstat, until every event is delivered. Bridge adds = hook loop - empty-NIF loop. "
+        "`!` adds = `!` loop - empty-NIF loop, on the schedulers (the sender's copy and the sink's receive). "
         "Raw librdkafka: every thread of a process that hands the same encoded records to librdkafka at the "
         "same rate, ~b ms apart, with librdkafka's linger.ms ~b (bench/kafka_bridge_paced.erl), the least the "
-        "producer thread and librdkafka can cost together.~n",
+        "producer thread and librdkafka can cost together: in batches and stamped by librdkafka, and (stamped) "
+        "one call per record, each with the publish time as the bridge's default `timestamp = publish` sends it.~n",
         [?PROCS, ?SECONDS, ?ROUNDS, ?COPY_BYTES div 1024, ?JUNK_BYTES div 1024, ?HANDOVER_MS, ?RAW_LINGER_MS]),
     out("| offered/s | done/s | hook loop | empty NIF loop | `!` loop | bridge adds | of it: calling schedulers "
-        "| dirty | producer thread | librdkafka | other | raw librdkafka |", []),
-    out("|---|---|---|---|---|---|---|---|---|---|---|---|", []),
+        "| dirty | producer thread | librdkafka | other | `!` adds | raw librdkafka | raw, stamped |", []),
+    out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", []),
     Added = [report_rate(Rate, [maps:get(Rate, maps:from_list(R)) || R <- Rounds]) || Rate <- ?RATES],
     IdleTotal = median([lists:sum(maps:values(I)) || I <- Idle]),
     IdleBridge = median([maps:get(bridge, I) + maps:get(librdkafka, I) || I <- Idle]),
@@ -244,23 +253,49 @@ report_rate(Rate, Runs) ->
     Total = Med(fun(#{hook := H, nif := N}) -> per_event(H) - per_event(N) end),
     Sched = Added(scheduler),
     Raw = Med(fun(#{raw := R}) -> R end),
-    out("| ~b | ~b | ~.2f us | ~.2f us | ~.2f us | **~.2f us** | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f us |",
+    Send = Med(fun send_adds/1),
+    RawStamped = Med(fun(#{raw_stamped := R}) -> R end),
+    out("| ~b | ~b | ~.2f us | ~.2f us | ~.2f us | **~.2f us** | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f | ~.2f us | ~.2f us | ~.2f us |",
         [Rate, round(Done), Med(fun(#{hook := H}) -> per_event(H) end), Med(fun(#{nif := N}) -> per_event(N) end),
          Med(fun(#{send := S}) -> per_event(S) end), Total, Sched, Added(dirty), Added(bridge),
-         Added(librdkafka), Added(other), Raw]),
-    Threads = Med(fun(#{hook := H}) -> per_event(H, bridge) + per_event(H, librdkafka) end),
-    {Rate, {Total, Sched, [round2(per_event(H) - per_event(N)) || #{hook := H, nif := N} <- Runs], Threads, Raw}}.
+         Added(librdkafka), Added(other), Send, Raw, RawStamped]),
+    Threads = Med(fun threads/1),
+    {Rate, #{total => Total, sched => Sched, runs => [round2(per_event(H) - per_event(N)) || #{hook := H, nif := N} <- Runs],
+             threads => Threads, raw => Raw, rounds => Runs}}.
+
+%% What the bridge's calling schedulers add per event, and what `!' adds.
+sched_adds(#{hook := H, nif := N}) -> per_event(H, scheduler) - per_event(N, scheduler).
+send_adds(#{send := S, nif := N}) -> per_event(S, scheduler) - per_event(N, scheduler).
+
+%% The bridge's producer thread and librdkafka's threads, per event.
+threads(#{hook := H}) -> per_event(H, bridge) + per_event(H, librdkafka).
 
 goals(Added, IdleBridge) ->
-    {T50, S50, Runs50, Threads50, Raw50} = maps:get(50000, Added),
-    {T10, _, Runs10, Threads10, Raw10} = maps:get(10000, Added),
+    #{total := T50, sched := S50, runs := Runs50, threads := Threads50, raw := Raw50} = maps:get(50000, Added),
+    #{total := T10, runs := Runs10, threads := Threads10, raw := Raw10} = maps:get(10000, Added),
     out("~ngoals (issue 21): at 50000/s bridge adds ~.2f us/event (goal <= 0.8; runs ~w), ~.2f us on the calling "
         "schedulers (goal <= 0.4); at 10000/s ~.2f us (runs ~w) = ~.2f x the 50000/s figure (goal <= 1.5); "
         "idle ~.2f % of a core (goal < 0.5)",
         [T50, Runs50, S50, T10, Runs10, T10 / T50, IdleBridge]),
     out("~nfloor: raw librdkafka alone costs ~.2f us/record at 50000/s and ~.2f at 10000/s (~.2f x); the bridge's "
         "producer thread and librdkafka's threads ~.2f and ~.2f us/event, ~.2f and ~.2f x the floor",
-        [Raw50, Raw10, Raw10 / Raw50, Threads50, Threads10, Threads50 / Raw50, Threads10 / Raw10]).
+        [Raw50, Raw10, Raw10 / Raw50, Threads50, Threads10, Threads50 / Raw50, Threads10 / Raw10]),
+    goals_38(maps:get(rounds, maps:get(50000, Added))).
+
+%% Issue 38's paced goals at 50 000/s, as medians of per-round ratios (each
+%% round's loops and floors ran side by side).
+goals_38(Rounds) ->
+    Ratios = fun(F) -> [F(R) || R <- Rounds] end,
+    SchedToSend = Ratios(fun(R) -> sched_adds(R) / send_adds(R) end),
+    ToRaw = Ratios(fun(#{raw := Raw} = R) -> threads(R) / Raw end),
+    ToStamped = Ratios(fun(#{raw_stamped := Raw} = R) -> threads(R) / Raw end),
+    StampCost = Ratios(fun(#{raw := Raw, raw_stamped := Stamped}) -> Stamped / Raw end),
+    out("~ngoals (issue 38), at 50000/s, medians of per-round ratios: the calling schedulers ~.2f x what `!` adds "
+        "(goal <= 1.5; rounds ~w); the producer thread and librdkafka ~.2f x raw librdkafka in batches (goal <= 1.1; "
+        "rounds ~w) and ~.2f x raw librdkafka with every record stamped (rounds ~w), which itself costs ~.2f x the "
+        "batches (rounds ~w)",
+        [median(SchedToSend), [round2(X) || X <- SchedToSend], median(ToRaw), [round2(X) || X <- ToRaw],
+         median(ToStamped), [round2(X) || X <- ToStamped], median(StampCost), [round2(X) || X <- StampCost]]).
 
 report_cluster(Runs) ->
     Med = fun(Kafka, F) -> median([F(maps:get(Kafka, R)) || R <- Runs]) end,

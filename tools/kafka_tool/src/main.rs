@@ -26,10 +26,12 @@
 //!   given librdkafka properties, and prints `{raw, Count, Microseconds}.`
 //!   once every delivery report is in.
 //!
-//! `kafka_tool produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS [key=value ...]`
+//! `kafka_tool produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS STAMP [key=value ...]`
 //!   the paced benchmark's floor (raw_paced.rs): RATE records a second for
 //!   SECONDS, all keyed KEY, handed over every HANDOVER_MS, and prints
-//!   `{raw_paced, Records, CpuNanoseconds, WallMicroseconds}.`.
+//!   `{raw_paced, Records, CpuNanoseconds, WallMicroseconds}.`. STAMP is
+//!   `none` (librdkafka stamps them, batch hand-over) or a Kafka timestamp
+//!   in ms that every record carries (one `rd_kafka_producev` each).
 
 mod admin;
 mod etf;
@@ -56,10 +58,10 @@ fn main() {
         Some("json-term") if args.len() == 3 => json_term(&args[1], &args[2]),
         Some("hocon-term") if args.len() == 3 => hocon_term(&args[1], &args[2]),
         Some("produce-raw") if args.len() >= 5 => produce_raw(&args[1], &args[2], &args[3], parse(&args[4]), &args[5..]),
-        Some("produce-raw-paced") if args.len() >= 8 => produce_raw_paced(&args[1..8], &args[8..]),
+        Some("produce-raw-paced") if args.len() >= 9 => produce_raw_paced(&args[1..9], &args[9..]),
         _ => Err("usage: kafka_tool consume BROKERS TOPIC EXPECT IDLE_MS OUT [k=v ...] | admin BROKERS ... | json-term FILE OUT | hocon-term FILE OUT \
                   | produce-raw BROKERS TOPIC FILE COUNT [k=v ...] \
-                  | produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS [k=v ...]"
+                  | produce-raw-paced BROKERS TOPIC FILE KEY RATE SECONDS HANDOVER_MS STAMP [k=v ...]"
             .into()),
     };
     if let Err(e) = result {
@@ -188,15 +190,19 @@ fn write_term(value: &serde_json::Value, out: &str) -> Result<(), String> {
 }
 
 fn produce_raw_paced(args: &[String], props: &[String]) -> Result<(), String> {
-    let [brokers, topic, file, key, rate, seconds, handover_ms] = args else {
-        return Err("produce-raw-paced takes 7 arguments before the properties".into());
+    let [brokers, topic, file, key, rate, seconds, handover_ms, stamp] = args else {
+        return Err("produce-raw-paced takes 8 arguments before the properties".into());
+    };
+    let stamp = match stamp.as_str() {
+        "none" => None,
+        ms => Some(ms.parse::<i64>().map_err(|_| format!("STAMP {ms:?} is neither none nor a timestamp in ms"))?),
     };
     let data = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
     let values = lines(&data, file)?;
     let config = producer_config(brokers, props)?;
     let duration = Duration::from_secs(parse(seconds));
     let handover = Duration::from_millis(parse(handover_ms));
-    let run = raw_paced::produce(&config, topic, &values, key.as_bytes(), parse(rate), duration, handover)?;
+    let run = raw_paced::produce(&config, topic, &values, key.as_bytes(), parse(rate), duration, handover, stamp)?;
     println!("{{raw_paced,{},{},{}}}.", run.records, run.cpu_ns, run.wall.as_micros());
     std::io::stdout().flush().ok();
     Ok(())

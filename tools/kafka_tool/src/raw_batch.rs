@@ -100,3 +100,50 @@ pub unsafe fn hand_over(rkt: *mut rd::rd_kafka_topic_t, batch: &mut Vec<rd::rd_k
     batch.iter_mut().for_each(|m| m.err = TAKEN);
     Ok(())
 }
+
+/// As `hand_over`, but one `rd_kafka_producev` call per record, each with
+/// the Kafka timestamp `timestamp_ms`: what a record stamped with its own
+/// time costs librdkafka, since `rd_kafka_produce_batch` takes none.
+///
+/// # Safety
+/// As for `hand_over`.
+pub unsafe fn hand_over_stamped(
+    rk: *mut rd::rd_kafka_t,
+    rkt: *mut rd::rd_kafka_topic_t,
+    batch: &mut Vec<rd::rd_kafka_message_t>,
+    timestamp_ms: i64,
+) -> Result<(), String> {
+    use rd::rd_kafka_resp_err_t::{RD_KAFKA_RESP_ERR_NO_ERROR as TAKEN, RD_KAFKA_RESP_ERR__QUEUE_FULL as FULL};
+    use rd::rd_kafka_vtype_t::*;
+    let mut taken = 0;
+    for m in batch.iter() {
+        // SAFETY: the caller's promise; flags 0, as in hand_over.
+        let err = unsafe {
+            rd::rd_kafka_producev(
+                rk,
+                RD_KAFKA_VTYPE_RKT,
+                rkt,
+                RD_KAFKA_VTYPE_PARTITION,
+                UNASSIGNED_PARTITION,
+                RD_KAFKA_VTYPE_MSGFLAGS,
+                0 as std::ffi::c_int,
+                RD_KAFKA_VTYPE_VALUE,
+                m.payload,
+                m.len,
+                RD_KAFKA_VTYPE_KEY,
+                m.key,
+                m.key_len,
+                RD_KAFKA_VTYPE_TIMESTAMP,
+                timestamp_ms,
+                RD_KAFKA_VTYPE_END,
+            )
+        };
+        match err {
+            TAKEN => taken += 1,
+            FULL => break,
+            other => return Err(format!("producev: {other:?}")),
+        }
+    }
+    batch.drain(..taken);
+    Ok(())
+}

@@ -13,7 +13,7 @@ use rdkafka::bindings as rd;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 
-use crate::raw_batch::{hand_over, message, topic_handle};
+use crate::raw_batch::{hand_over, hand_over_stamped, message, topic_handle};
 
 /// What one paced run did: records delivered and CPU nanoseconds of every
 /// thread of this process over the run.
@@ -25,7 +25,9 @@ pub struct Paced {
 
 /// Sends `rate` records a second for `duration`, values cycled from
 /// `values`, all with `key`, handing them over every `handover`; returns
-/// once every delivery report is in.
+/// once every delivery report is in. With `stamp`, every record carries
+/// that Kafka timestamp, as the bridge's do by default (`timestamp =
+/// publish`), and is handed over on its own.
 pub fn produce(
     config: &ClientConfig,
     topic: &str,
@@ -34,6 +36,7 @@ pub fn produce(
     rate: u64,
     duration: Duration,
     handover: Duration,
+    stamp: Option<i64>,
 ) -> Result<Paced, String> {
     let producer: BaseProducer = config.create().map_err(|e| e.to_string())?;
     let rkt = topic_handle(&producer, topic)?;
@@ -53,13 +56,13 @@ pub fn produce(
         // SAFETY: the handle lives until it is destroyed after the flush
         // below, and the values and the key outlive that flush, which waits
         // for every record.
-        result = unsafe { hand_over(rkt, &mut batch) };
+        result = unsafe { hand_over_either(&producer, rkt, &mut batch, stamp) };
         producer.poll(Duration::ZERO);
         std::thread::sleep(handover);
     }
     while !batch.is_empty() && result.is_ok() {
         // SAFETY: as above.
-        result = unsafe { hand_over(rkt, &mut batch) };
+        result = unsafe { hand_over_either(&producer, rkt, &mut batch, stamp) };
         producer.poll(handover);
     }
     let flushed = producer.flush(Duration::from_secs(60)).map_err(|e| e.to_string());
@@ -68,6 +71,23 @@ pub fn produce(
     // SAFETY: nothing is queued for this handle any more (flushed) or ever will be.
     unsafe { rd::rd_kafka_topic_destroy(rkt) };
     result.and(flushed).map(|()| Paced { records: sent, cpu_ns: cpu_after.saturating_sub(cpu_before), wall })
+}
+
+/// # Safety
+/// As for `hand_over`.
+unsafe fn hand_over_either(
+    producer: &BaseProducer,
+    rkt: *mut rd::rd_kafka_topic_t,
+    batch: &mut Vec<rd::rd_kafka_message_t>,
+    stamp: Option<i64>,
+) -> Result<(), String> {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match stamp {
+            Some(timestamp_ms) => hand_over_stamped(producer.client().native_ptr(), rkt, batch, timestamp_ms),
+            None => hand_over(rkt, batch),
+        }
+    }
 }
 
 /// Nanoseconds on CPU of every thread of this process, as the paced bench
