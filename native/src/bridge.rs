@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use kafka_bridge_core::config::{BufferConfig, BufferMode, Config};
+use kafka_bridge_core::fast::record_buffer;
 use kafka_bridge_core::kafka::producer::ProducerHandle;
 use kafka_bridge_core::log::{Level, Logger};
 use kafka_bridge_core::metrics::inc;
@@ -20,12 +21,6 @@ use crate::encode::options::EncodeOptions;
 use crate::event::Event;
 use crate::work_budget;
 
-thread_local! {
-    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A scheduler keeps at most this much encode buffer between calls.
-const MAX_KEPT_BUFFER: usize = 256 * 1024;
 /// Replaced memory-mode producers still flushing, at most; a
 /// reconfiguration past that waits for the oldest.
 const MAX_RETIRING: usize = 4;
@@ -154,21 +149,15 @@ impl Bridge {
             user_property_headers: routing.user_property_headers,
             node: &self.node,
         };
-        // Encode into this scheduler thread's reused buffer, then copy into
-        // an allocation of the record's size: the queue holds no slack.
-        ENCODE_BUFFER.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            scratch.clear();
-            if let Some(key) = key {
-                scratch.extend_from_slice(key);
-            }
-            let encoded = encode(event, &options, target, &mut scratch)?;
-            let buf = kafka_bridge_core::fast::record_buffer::copy_of(&scratch);
-            if scratch.capacity() > MAX_KEPT_BUFFER {
-                *scratch = Vec::new();
-            }
-            Ok((buf, encoded))
-        })
+        // Straight into the record's own allocation: no copy at the end,
+        // and the queue holds no slack (record_buffer::finish).
+        let payload_len = event.message.as_ref().map_or(0, |message| message.payload.len());
+        let mut buf = record_buffer::take(payload_len);
+        if let Some(key) = key {
+            buf.extend_from_slice(key);
+        }
+        let encoded = encode(event, &options, target, &mut buf)?;
+        Ok((record_buffer::finish(buf), encoded))
     }
 
     /// Applies a new configuration live, every key included. Routing changes

@@ -18,10 +18,11 @@
 //!   "hook cost, 100 B payload". Remove: `address_entry` (the NIF's
 //!   `encode/term_entries.rs`) formats `ipv4_octets` each time.
 //! - `record_buffer`: the next record's allocation made and prefetched for
-//!   writing at the end of each hook call, so the copy does not stall on
-//!   cache lines last written by the producer thread. 100 B hook 483-498 ->
-//!   471-481 ns (43304c9). Guard: "hook cost, 100 B payload". Remove:
-//!   `copy_of` becomes `bytes.to_vec()`.
+//!   writing at the end of each hook call, so that encoding into it does
+//!   not stall on cache lines last written by the producer thread (43304c9;
+//!   the hook encodes into it directly since issue 38, bench/NOTES.md).
+//!   Guard: "hook cost, 100 B payload". Remove: `take` returns `Vec::new()`
+//!   and `finish` returns `buf` as it is.
 //! - `libc_malloc`: glibc's mmap and trim thresholds raised for librdkafka's
 //!   buffers, which the BEAM's malloc settings otherwise turn into an
 //!   mmap/munmap pair per request (strace, 5M hooks of 1 KB: 14 000 pairs
