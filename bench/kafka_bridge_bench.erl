@@ -102,10 +102,10 @@ hook_cost(Dir, Size, Calls) ->
     M = fun(Runs, Kind) -> median([maps:get(Kind, R) || R <- Runs]) end,
     Each = fun(Runs, Kind) -> [round(maps:get(Kind, R)) || R <- Runs] end,
     out("hook cost, ~b B payload, ~b calls x ~b runs, ns per call, wall / CPU of the calling scheduler: "
-        "message.publish ~.1f / ~.1f (runs ~w / ~w); Erlang ! ~.1f / ~.1f (CPU runs ~w); empty NIF ~.1f / ~.1f; "
-        "hook/! ratio ~.2f / ~.2f",
-        [Size, Calls, ?RUNS, M(Hook, wall), M(Hook, cpu), Each(Hook, wall), Each(Hook, cpu), M(Send, wall),
-         M(Send, cpu), Each(Send, cpu), M(Noop, wall), M(Noop, cpu), M(Hook, wall) / M(Send, wall),
+        "message.publish ~.1f / ~.1f (runs ~w / ~w; minor page faults per 1000 calls ~w); Erlang ! ~.1f / ~.1f "
+        "(CPU runs ~w); empty NIF ~.1f / ~.1f; hook/! ratio ~.2f / ~.2f",
+        [Size, Calls, ?RUNS, M(Hook, wall), M(Hook, cpu), Each(Hook, wall), Each(Hook, cpu), Each(Hook, faults),
+         M(Send, wall), M(Send, cpu), Each(Send, cpu), M(Noop, wall), M(Noop, cpu), M(Hook, wall) / M(Send, wall),
          M(Hook, cpu) / M(Send, cpu)]).
 
 %% The record shape's cost (issue 37), all in one broker, interleaved:
@@ -157,17 +157,20 @@ e2e_run(Broker, Msg, Calls, Event) ->
     ok = kafka_bridge_broker:create_topic(Broker, Topic),
     bridge_rate(Broker, Topic, Msg, Calls, #{<<"events">> => #{<<"message_publish">> => Event}}).
 
-%% #{wall, cpu}: ns per call of Fun(), which makes Calls calls, run in a
-%% process bound to scheduler 1; cpu is that scheduler thread's time on
-%% CPU.
+%% #{wall, cpu, faults}: ns per call of Fun(), which makes Calls calls, run
+%% in a process bound to scheduler 1; cpu is that scheduler thread's time
+%% on CPU, faults its minor page faults per 1000 calls (a queue that grows
+%% faults its fresh memory in, and the kernel zeroes each page).
 timed(Fun, Calls) ->
     Parent = self(),
     {Pid, Ref} = spawn_opt(fun() ->
                                    Thread = scheduler_thread(erlang:system_info(scheduler_id)),
-                                   Cpu0 = thread_cpu_ns(Thread),
+                                   {Cpu0, Faults0} = {thread_cpu_ns(Thread), thread_minor_faults(Thread)},
                                    {Micros, _} = timer:tc(Fun),
                                    Cpu = thread_cpu_ns(Thread) - Cpu0,
-                                   Parent ! {self(), #{wall => Micros * 1000 / Calls, cpu => Cpu / Calls}}
+                                   Faults = thread_minor_faults(Thread) - Faults0,
+                                   Parent ! {self(), #{wall => Micros * 1000 / Calls, cpu => Cpu / Calls,
+                                                       faults => Faults * 1000 / Calls}}
                            end, [monitor, {scheduler, 1}]),
     receive
         {Pid, Result} -> erlang:demonitor(Ref, [flush]), Result;
@@ -181,6 +184,12 @@ scheduler_thread(Id) ->
     [Tid] = [T || T <- Tids, {ok, Comm} <- [file:read_file(filename:join(["/proc/self/task", T, "comm"]))],
                   string:trim(Comm) =:= Name],
     Tid.
+
+%% Field 10 of /proc/self/task/Tid/stat, counted after the name's ")".
+thread_minor_faults(Tid) ->
+    {ok, Stat} = file:read_file(filename:join(["/proc/self/task", Tid, "stat"])),
+    [_, AfterName] = binary:split(Stat, <<") ">>),
+    binary_to_integer(lists:nth(8, binary:split(AfterName, <<" ">>, [global]))).
 
 thread_cpu_ns(Tid) ->
     {ok, Stat} = file:read_file(filename:join(["/proc/self/task", Tid, "schedstat"])),
