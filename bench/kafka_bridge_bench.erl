@@ -58,8 +58,9 @@ main() ->
 
 %% The hook cost again in a VM whose mimalloc never gives memory back
 %% (run.sh sets MIMALLOC_PURGE_DELAY=-1; a diagnostic, not the shipped
-%% setting): after the first run the queue reuses pages already faulted
-%% in, so the figure is the hook without the kernel zeroing fresh pages.
+%% setting): after the first run the queue reuses pages an earlier run
+%% faulted in, so less of the figure is the kernel zeroing fresh pages
+%% (bench/NOTES.md says how much is left).
 main_kept_memory() ->
     Dir = os:getenv("BENCH_DIR"),
     hook_cost(Dir, 100, 1000000, "pages kept (MIMALLOC_PURGE_DELAY=-1)"),

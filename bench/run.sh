@@ -15,9 +15,9 @@ erlc -o "$BENCH_DIR/ebin" test/emqx_hooks.erl test/emqx_plugins.erl test/emqx_ct
 out="$BENCH_DIR/figures.md"
 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
     -kernel logger_level emergency -eval 'kafka_bridge_bench:main()' | tee "$out"
-# The hook cost once more with mimalloc keeping the memory it frees: the
-# share of the figures above that is the kernel zeroing the growing queue's
-# fresh pages (bench/NOTES.md, issue 38).
+# The hook cost once more with mimalloc keeping the memory it frees, so
+# that the growing queue needs fewer fresh pages for the kernel to zero
+# (bench/NOTES.md, issue 38).
 MIMALLOC_PURGE_DELAY=-1 erl -noshell +S 2 -pa _build/default/lib/emqx_plugin_kafka_bridge/ebin -pa "$BENCH_DIR/ebin" \
     -kernel logger_level emergency -eval 'kafka_bridge_bench:main_kept_memory()' | tee -a "$out"
 # CPU per event at paced rates, in a VM whose schedulers sleep when idle
