@@ -100,14 +100,14 @@ impl<'a> Message<'a> {
     /// The MQTT 5 User-Property `{Name, Value}` pairs, in order; none when
     /// the headers hold no such list (or a list too long for the work
     /// budget, which then sends the call to a dirty scheduler).
-    pub fn user_property_pairs(&self) -> Vec<[Term<'a>; 2]> {
+    pub fn user_property_pairs(&self) -> impl Iterator<Item = [Term<'a>; 2]> {
         let list = Some(self.headers())
             .filter(|h| h.is_map())
             .and_then(|h| terms::map_get(h, atoms::properties()))
             .filter(|p| p.is_map())
             .and_then(|p| terms::map_get(p, atoms::user_property()))
             .and_then(terms::list);
-        list.into_iter().flatten().filter_map(terms::tuple_elements::<2>).collect()
+        list.into_iter().flatten().filter_map(terms::tuple_elements::<2>)
     }
 }
 

@@ -92,7 +92,7 @@ pub fn value<'a>(event: &Event<'a>, name: &Field, context: &Context) -> FieldVal
             None => term(field(client, atoms::peerhost())),
         },
         Field::UserProperty(wanted) => message
-            .and_then(|m| m.user_property_pairs().into_iter().find(|[k, _]| terms::binary(*k) == Some(wanted.as_bytes())))
+            .and_then(|m| m.user_property_pairs().find(|[k, _]| terms::binary(*k) == Some(wanted.as_bytes())))
             .map_or(FieldValue::Missing, |[_, v]| FieldValue::Term(v)),
         Field::PublishReceivedAt if message.is_some() => FieldValue::Int(context.timestamp),
         Field::PublishReceivedAt => FieldValue::Missing,
