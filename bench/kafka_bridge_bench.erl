@@ -27,7 +27,7 @@
 
 -export([main/0, main_kept_memory/0]).
 %% For kafka_bridge_paced.
--export([out/2, median/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0,
+-export([out/2, median/1, thread_cpu_ns/1, payload/1, with_broker/2, start_bridge/3, big_buffer/0, wait_delivered/1, sink/0,
          sample_values/2, kafka_tool_term/1]).
 
 -import(kafka_bridge_test_lib, [message/4, unique/1]).
@@ -179,9 +179,10 @@ timed(Fun, Calls) ->
     Parent = self(),
     {Pid, Ref} = spawn_opt(fun() ->
                                    Thread = scheduler_thread(erlang:system_info(scheduler_id)),
-                                   {Cpu0, Faults0} = {thread_cpu_ns(Thread), thread_minor_faults(Thread)},
+                                   {{ok, Cpu0}, Faults0} = {thread_cpu_ns(Thread), thread_minor_faults(Thread)},
                                    {Micros, _} = timer:tc(Fun),
-                                   Cpu = thread_cpu_ns(Thread) - Cpu0,
+                                   {ok, Cpu1} = thread_cpu_ns(Thread),
+                                   Cpu = Cpu1 - Cpu0,
                                    Faults = thread_minor_faults(Thread) - Faults0,
                                    Parent ! {self(), #{wall => Micros * 1000 / Calls, cpu => Cpu / Calls,
                                                        faults => Faults * 1000 / Calls}}
@@ -205,10 +206,16 @@ thread_minor_faults(Tid) ->
     [_, AfterName] = binary:split(Stat, <<") ">>),
     binary_to_integer(lists:nth(8, binary:split(AfterName, <<" ">>, [global]))).
 
+%% {ok, Nanoseconds} thread Tid of this VM has been on CPU, or error when
+%% it has exited.
 thread_cpu_ns(Tid) ->
-    {ok, Stat} = file:read_file(filename:join(["/proc/self/task", Tid, "schedstat"])),
-    [OnCpu | _] = binary:split(Stat, <<" ">>),
-    binary_to_integer(OnCpu).
+    case file:read_file(filename:join(["/proc/self/task", Tid, "schedstat"])) of
+        {ok, Stat} ->
+            [OnCpu | _] = binary:split(Stat, <<" ">>),
+            {ok, binary_to_integer(OnCpu)};
+        {error, _} ->
+            error
+    end.
 
 hook_loop(0, _Msg, _Bridge) -> ok;
 hook_loop(N, Msg, Bridge) ->

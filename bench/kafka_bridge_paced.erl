@@ -31,7 +31,7 @@
 
 -export([main/0, run/1]).
 
--import(kafka_bridge_bench, [out/2, median/1]).
+-import(kafka_bridge_bench, [out/2, median/1, thread_cpu_ns/1]).
 
 -define(RATES, [10000, 50000, 200000]).
 -define(CLUSTER_RATE, 50000).
@@ -183,13 +183,9 @@ thread_cpu() ->
     maps:from_list([{Tid, Cpu} || Tid <- Tids, {ok, Cpu} <- [read_thread(Tid)]]).
 
 read_thread(Tid) ->
-    Dir = filename:join("/proc/self/task", Tid),
-    case {file:read_file(filename:join(Dir, "comm")), file:read_file(filename:join(Dir, "schedstat"))} of
-        {{ok, Comm}, {ok, Stat}} ->
-            [OnCpu | _] = binary:split(Stat, <<" ">>),
-            {ok, {kind(string:trim(Comm)), binary_to_integer(OnCpu)}};
-        _ ->
-            error   % the thread exited in between
+    case {file:read_file(filename:join(["/proc/self/task", Tid, "comm"])), thread_cpu_ns(Tid)} of
+        {{ok, Comm}, {ok, Ns}} -> {ok, {kind(string:trim(Comm)), Ns}};
+        _ -> error   % the thread exited in between
     end.
 
 %% Thread names: "1_scheduler", "2_dirty_cpu_sch", "kafka_bridge_pr"
