@@ -15,7 +15,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use crate::clock::unix_ms;
 use crate::cluster_view::{ClusterWatch, Statistics};
 use crate::kafka::delivery::{Deliveries, Report, Tally};
-use crate::kafka::in_flight::InFlight;
+use crate::kafka::in_flight::{reclaim, Tag};
 use crate::kafka::lifecycle::Lifecycle;
 use crate::kafka::token_refresh::TokenRefresh;
 use crate::log::Level;
@@ -166,16 +166,22 @@ impl Context {
 }
 
 impl ProducerContext for Context {
-    /// The record's bytes, which librdkafka points into, and its tag.
-    type DeliveryOpaque = Box<InFlight>;
+    /// The record's tag; its bytes are found from the report (`in_flight`).
+    type DeliveryOpaque = Tag;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, inflight: Box<InFlight>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: Tag) {
+        let message = match result {
+            Ok(message) | Err((_, message)) => message,
+        };
+        // SAFETY: every record is handed over by `handoff`, which lends its
+        // buffer, and librdkafka reports each record once.
+        let buf = unsafe { reclaim(&*message.ptr()) };
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         match &self.deliveries {
             Deliveries::Memory(memory) => {
-                memory.report(&self.shared, &mut tally, self.poll_epoch_ms.load(Relaxed), result, inflight)
+                memory.report(&self.shared, &mut tally, self.poll_epoch_ms.load(Relaxed), result, tag, buf)
             }
-            Deliveries::Spool(spool) => spool.report(&self.shared, &mut tally, result, inflight),
+            Deliveries::Spool(spool) => spool.report(&self.shared, &mut tally, result, tag, buf),
         }
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::DeliveryResult;
 
-use crate::kafka::in_flight::InFlight;
+use crate::kafka::in_flight::{into_record, Tag};
 use crate::kafka::lifecycle::{AtomicLifecycle, Lifecycle};
 use crate::metrics::{inc, LatencyCounts};
 use crate::queue::Record;
@@ -38,8 +38,8 @@ pub struct SpoolDeliveries {
 
 impl MemoryDeliveries {
     /// `now_ms`: the poll's clock, in ms since the bridge's epoch.
-    pub fn report(&self, shared: &Shared, tally: &mut Tally, now_ms: u32, result: &DeliveryResult<'_>, inflight: Box<InFlight>) {
-        let tag = inflight.tag;
+    /// `buf`: the record's bytes, freed here unless it goes back to the queue.
+    pub fn report(&self, shared: &Shared, tally: &mut Tally, now_ms: u32, result: &DeliveryResult<'_>, tag: Tag, buf: Vec<u8>) {
         tally.reports += 1;
         tally.released_bytes += tag.budget_bytes();
         tally.released_records += 1;
@@ -54,7 +54,7 @@ impl MemoryDeliveries {
                 // after a fatal error (or librdkafka's own purge at that
                 // error), for the fresh one; or one dropped while its thread
                 // unwinds from a panic, and Bridge::stop counts the queue.
-                Lifecycle::Retire | Lifecycle::Run => requeue(shared, inflight.into_record(message)),
+                Lifecycle::Retire | Lifecycle::Run => requeue(shared, into_record(buf, message)),
             },
             Err((error, message)) => failed(shared, message.topic(), error),
         }
@@ -62,15 +62,15 @@ impl MemoryDeliveries {
 }
 
 impl SpoolDeliveries {
-    pub fn report(&self, shared: &Shared, tally: &mut Tally, result: &DeliveryResult<'_>, inflight: Box<InFlight>) {
-        let seq = inflight.tag.seq();
+    pub fn report(&self, shared: &Shared, tally: &mut Tally, result: &DeliveryResult<'_>, tag: Tag, buf: Vec<u8>) {
+        let seq = tag.seq();
         tally.reports += 1;
         let report = match result {
             Ok(message) => {
                 tally.delivered(message);
                 Report::Settled { seq, delivered: true }
             }
-            Err((error, message)) if is_purge(error) => Report::Purged { seq, record: inflight.into_record(message) },
+            Err((error, message)) if is_purge(error) => Report::Purged { seq, record: into_record(buf, message) },
             Err((error, message)) => {
                 failed(shared, message.topic(), error);
                 Report::Settled { seq, delivered: false }

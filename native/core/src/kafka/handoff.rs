@@ -3,10 +3,9 @@
 //! rdkafka's `BaseProducer::send` passes `RD_KAFKA_MSG_F_COPY`, so librdkafka
 //! mallocs and copies every value, and the record's own buffer is freed at
 //! once. Here librdkafka points into the record's buffer instead. The buffer
-//! travels in the delivery opaque (`InFlight`), so it lives until the
-//! delivery report gives it back, and it is freed there. librdkafka frees
-//! its own copy-made messages at that same point, so it never reads a value
-//! after its report.
+//! is lent (`in_flight::Lent`) until the delivery report gives it back, and
+//! it is freed there. librdkafka frees its own copy-made messages at that
+//! same point, so it never reads a value after its report.
 
 use std::collections::HashSet;
 use std::ffi::{c_void, CString};
@@ -21,7 +20,7 @@ use rdkafka::producer::{BaseProducer, Producer as _};
 use rdkafka::util::IntoOpaque;
 
 use crate::kafka::context::Context;
-use crate::kafka::in_flight::{InFlight, Tag};
+use crate::kafka::in_flight::{self, Lent, Tag};
 use crate::queue::{Headers, Record};
 use crate::runtime::Shared;
 
@@ -118,16 +117,14 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
     };
     let Record { topic: topic_name, buf, key_len, headers, timestamp_ms, enqueued_at } = record;
     let native_headers = headers.as_ref().map_or(ptr::null_mut(), native_headers);
-    let inflight = Box::new(InFlight { buf, key_len, tag });
-    let ((key, key_size), (value, value_size)) = inflight.key_and_value();
-    let opaque = inflight.into_ptr();
+    let lent = Lent::new(buf, key_len);
     // SAFETY: every pointer is valid for the call; `topic` is a handle
     // librdkafka keeps a reference to, or a name it copies, as the header
-    // list; the key and value stay valid until the
-    // delivery report returns `opaque` (flags 0: no copy, no free). rdkafka
-    // 0.39's delivery callback rebuilds the `Box<InFlight>` from `opaque`
-    // with `IntoOpaque::from_ptr`, the inverse of `into_ptr` above; rdkafka
-    // is pinned to that exact version in Cargo.toml for it.
+    // list and the key; the value stays valid until its delivery report
+    // (flags 0: no copy, no free), which `Context::delivery` takes back.
+    // rdkafka 0.39's delivery callback gives `Tag::from_ptr` the opaque,
+    // the inverse of `into_ptr` here; rdkafka is pinned to that exact
+    // version in Cargo.toml for it.
     let error = unsafe {
         rdsys::rd_kafka_producev(
             producer.client().native_ptr(),
@@ -138,13 +135,13 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
             RD_KAFKA_VTYPE_MSGFLAGS,
             0 as std::ffi::c_int,
             RD_KAFKA_VTYPE_VALUE,
-            value,
-            value_size,
+            lent.value,
+            lent.value_len,
             RD_KAFKA_VTYPE_KEY,
-            key,
-            key_size,
+            lent.key,
+            lent.key_len,
             RD_KAFKA_VTYPE_OPAQUE,
-            opaque,
+            tag.into_ptr(),
             RD_KAFKA_VTYPE_HEADERS,
             native_headers,
             // 0 is librdkafka's "now".
@@ -158,12 +155,11 @@ pub fn produce(producer: &BaseProducer<Context>, shared: &Shared, names: &mut To
         shared.metrics.inflight.fetch_add(1, Relaxed);
         return Produced::Queued;
     }
-    // SAFETY: librdkafka took nothing: the opaque and the header list are ours again.
-    let inflight = unsafe { Box::<InFlight>::from_ptr(opaque) };
     if !native_headers.is_null() {
+        // SAFETY: librdkafka took nothing: the header list is ours again.
         unsafe { rdsys::rd_kafka_headers_destroy(native_headers) };
     }
-    not_taken(shared, Record { topic: topic_name, buf: inflight.buf, key_len, headers, timestamp_ms, enqueued_at }, error)
+    not_taken(shared, Record { topic: topic_name, buf: lent.take_back(), key_len, headers, timestamp_ms, enqueued_at }, error)
 }
 
 /// Produces `run`, records for one topic without headers or a timestamp
@@ -191,24 +187,23 @@ pub fn produce_run(
     let mut messages: Vec<rdsys::rd_kafka_message_t> = run
         .iter_mut()
         .map(|(record, tag)| {
-            let inflight = Box::new(InFlight { buf: std::mem::take(&mut record.buf), key_len: record.key_len, tag: *tag });
-            let ((key, key_len), (payload, len)) = inflight.key_and_value();
+            let lent = Lent::new(std::mem::take(&mut record.buf), record.key_len);
             rdsys::rd_kafka_message_t {
                 err: rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
                 rkt: ptr::null_mut(),
                 partition: PARTITION_UA,
-                payload,
-                len,
-                key,
-                key_len,
+                payload: lent.value,
+                len: lent.value_len,
+                key: lent.key,
+                key_len: lent.key_len,
                 offset: 0,
-                _private: inflight.into_ptr(),
+                _private: tag.into_ptr(),
             }
         })
         .collect();
     // SAFETY: as in produce(): flags 0, so librdkafka neither copies nor
-    // frees the key and value, which stay valid until the delivery report
-    // returns `_private`. It sets `err` on every message it did not take.
+    // frees the value, which stays valid until its delivery report. It sets
+    // `err` on every message it did not take.
     unsafe { rdsys::rd_kafka_produce_batch(handle, PARTITION_UA, 0, messages.as_mut_ptr(), messages.len() as std::ffi::c_int) };
     let mut queued = 0;
     for ((mut record, tag), message) in run.drain(..).zip(&messages) {
@@ -216,8 +211,8 @@ pub fn produce_run(
             queued += 1;
             continue;
         }
-        // SAFETY: librdkafka did not take this one: its opaque is ours again.
-        record.buf = unsafe { Box::<InFlight>::from_ptr(message._private) }.buf;
+        // SAFETY: librdkafka did not take this one: its buffer is ours again.
+        record.buf = unsafe { in_flight::reclaim(message) };
         outcome(tag, not_taken(shared, record, message.err));
     }
     shared.metrics.inflight.fetch_add(queued, Relaxed);
