@@ -175,6 +175,13 @@ mod tests {
     }
 
     #[test]
+    fn a_key_length_past_the_record_stays_inside_it() {
+        let lent = Lent::new(b"ab".to_vec(), Some(5));
+        assert_eq!((lent.key_len, lent.value_len), (2, 0));
+        assert_eq!(lent.take_back(), b"ab");
+    }
+
+    #[test]
     fn a_tag_is_its_own_opaque() {
         for tag in [Tag::spool(0), Tag::spool(usize::MAX), Tag::memory(4096, 123_456)] {
             assert_eq!(unsafe { Tag::from_ptr(tag.into_ptr()) }, tag);
